@@ -1,0 +1,1 @@
+"""The `ktune` command: one thin subcommand module per stage; heavy imports happen inside `run`."""

@@ -1,0 +1,147 @@
+"""`KnowledgeBase`: the one object the other stages use. Exact look-ups, linking, imports, stats."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+
+from ktune.errors import KBError
+from ktune.kb.cmekg import ATTRIBUTION, PICKLE_SHA256, fetch_cmekg, sha256_file
+from ktune.kb.importer import ImportReport, apply_records
+from ktune.kb.linker import EntityLinker, Link
+from ktune.kb.readers import read_source
+from ktune.kb.schema import Schema
+from ktune.kb.store import SQLiteStore
+from ktune.paths import default_kb_path
+
+log = logging.getLogger(__name__)
+
+Knowledge = dict[str, dict[str, list[str]]]  # {entity: {raw_predicate: [values]}}
+
+
+class KnowledgeBase:
+    def __init__(self, store: SQLiteStore, schema: Schema | None = None):
+        self.store = store
+        self.schema = schema or Schema.load()
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, schema: str | Path | None = None, create: bool = False):
+        """Open the KB at `path` (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)."""
+        path = Path(path) if path else default_kb_path()
+        return cls(SQLiteStore(path, create=create), Schema.load(schema))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- identity -----------------------------------------------------------------------------
+    @property
+    def meta(self) -> dict[str, str]:
+        return self.store.get_meta()
+
+    @property
+    def version(self) -> str:
+        """Content hash: changes whenever any entity, kind, predicate or value changes."""
+        return self.meta.get("version", "empty")
+
+    # --- look-ups -----------------------------------------------------------------------------
+    def has_entity(self, entity: str) -> bool:
+        return self.store.kind(entity) is not None
+
+    def kind(self, entity: str) -> str | None:
+        return self.store.kind(entity)
+
+    def get(self, entity: str) -> dict[str, list[str]]:
+        """All facts of an entity ({} when the KB does not have it)."""
+        return self.store.facts(entity)
+
+    def acquire_knowledge(self, entity: str, attribute: str) -> Knowledge:
+        """`{entity: {raw_predicate: [values]}}` for the predicates `attribute` gathers; {} when none.
+
+        Raises UnknownAttributeError for an attribute outside the schema. Never returns another entry.
+        """
+        preds = self.schema.attribute(attribute).predicates
+        facts = self.store.facts(entity)
+        hit = {p: facts[p] for p in preds if p in facts}
+        return {entity: hit} if hit else {}
+
+    def attributes_of(self, entity: str) -> list[str]:
+        """Schema attributes for which `entity` has at least one value."""
+        have = set(self.store.facts(entity))
+        return [a.name for a in self.schema.attributes.values() if have.intersection(a.predicates)]
+
+    @cached_property
+    def linker(self) -> EntityLinker:
+        return EntityLinker.from_store(self.store)
+
+    def link(self, text: str, k: int = 5) -> list[Link]:
+        return self.linker.link(text, k)
+
+    def entities(self, kind: str | None = None) -> list[str]:
+        return [n for n, k in self.store.iter_entities() if kind is None or k == kind]
+
+    # --- writes -------------------------------------------------------------------------------
+    def import_file(self, path, fmt: str = "auto", mode: str = "upsert", progress: bool = False) -> ImportReport:
+        records = read_source(path, fmt)
+        return self._apply(records, str(path), sha256_file(Path(path)), mode, progress)
+
+    def import_cmekg(self, source=None, mode: str = "upsert", progress: bool = False) -> ImportReport:
+        pkl = fetch_cmekg(source)
+        records = read_source(pkl, "cmekg")
+        report = self._apply(records, "cmekg:pycmekg==0.2.5", PICKLE_SHA256, mode, progress)
+        with self.store.transaction():
+            self.store.set_meta({"attribution": ATTRIBUTION})
+        return report
+
+    def delete(self, entity: str, predicates: list[str] | None = None) -> ImportReport:
+        """Delete an entity, or only some of its predicates (one transaction)."""
+        from ktune.kb.readers import Record
+
+        rec = Record(entity, {p: [] for p in predicates or []})
+        return self._apply([rec], f"delete:{entity}", "", "delete", False)
+
+    def _apply(self, records, source, sha, mode, progress) -> ImportReport:
+        report = apply_records(
+            self.store, self.schema, records, mode=mode, source=source, source_sha256=sha, progress=progress
+        )
+        self.__dict__.pop("linker", None)
+        return report
+
+    # --- reporting ----------------------------------------------------------------------------
+    def stats(self) -> dict:
+        counts = self.store.counts()
+        pcounts = self.store.predicate_counts()
+        mapped = self.schema.predicate_attribute()
+        return {
+            "path": self.store.path,
+            "version": self.version,
+            **counts,
+            "kinds": self.store.kind_counts(),
+            "schema_version": self.schema.version,
+            "facts_in_queryable_predicates": sum(n for p, n in pcounts.items() if p in mapped),
+            "unmapped_predicates_20plus": self.schema.unmapped_predicates(pcounts),
+            "meta": self.meta,
+        }
+
+    def export(self):
+        """Yield cMeKG-style records `{"中心词": name, predicate: [values], ...}` in name order."""
+        current, rec = None, {}
+        for name, pred, value in self.store.iter_facts():
+            if name != current:
+                if current is not None:
+                    yield rec
+                current, rec = name, {"中心词": name}
+            rec.setdefault(pred, []).append(value)
+        if current is not None:
+            yield rec
+
+
+def require_nonempty(kb: KnowledgeBase) -> None:
+    if kb.store.counts()["entities"] == 0:
+        raise KBError(f"the knowledge base at {kb.store.path} is empty; run `ktune kb import cmekg` first")

@@ -1,0 +1,234 @@
+"""Storage interface for the KB, and its SQLite implementation (WAL, one transaction per import).
+
+A backend stores entities (canonical name, kind), facts (entity, predicate, order, value), aliases
+(surface form -> entity, with the predicate it came from) and metadata. `KnowledgeStore` is the
+contract; tests/kb/test_store_contract.py is the suite every backend must pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from ktune.errors import KBError
+
+EMPTY_VERSION = "empty"
+
+
+class KnowledgeStore(Protocol):
+    """What the rest of ktune needs from a KB backend."""
+
+    path: str
+
+    def get_meta(self) -> dict[str, str]: ...
+    def facts(self, entity: str) -> dict[str, list[str]]: ...
+    def kind(self, entity: str) -> str | None: ...
+    def iter_entities(self) -> Iterator[tuple[str, str]]: ...
+    def iter_facts(self) -> Iterator[tuple[str, str, str]]: ...
+    def iter_aliases(self) -> Iterator[tuple[str, str, str]]: ...
+    def predicate_counts(self) -> dict[str, int]: ...
+    def counts(self) -> dict[str, int]: ...
+    def transaction(self): ...
+    def close(self) -> None: ...
+
+
+# Ordered, named migrations; each runs once and is recorded in the `migrations` table.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "m001_initial",
+        """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE entities(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL);
+        CREATE TABLE facts(
+            entity_id INTEGER NOT NULL REFERENCES entities(id) ON DELETE CASCADE,
+            predicate TEXT NOT NULL, ord INTEGER NOT NULL, value TEXT NOT NULL,
+            PRIMARY KEY(entity_id, predicate, ord)) WITHOUT ROWID;
+        CREATE TABLE aliases(
+            surface TEXT NOT NULL,
+            entity_id INTEGER NOT NULL REFERENCES entities(id) ON DELETE CASCADE,
+            predicate TEXT NOT NULL,
+            PRIMARY KEY(surface, entity_id, predicate)) WITHOUT ROWID;
+        CREATE INDEX aliases_entity ON aliases(entity_id);
+        """,
+    ),
+]
+
+
+class SQLiteStore:
+    """SQLite backend. Readers never block the single writer (WAL)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True):
+        self.path = str(path)
+        if self.path != ":memory:":
+            p = Path(self.path)
+            if not p.exists() and not create:
+                raise KBError(f"no knowledge base at {p}; create one with `ktune kb import cmekg --kb {p}`")
+            p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            raise KBError(f"{self.path} is not a ktune knowledge base ({exc})") from exc
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    # --- schema -------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        c = self.conn
+        c.execute("CREATE TABLE IF NOT EXISTS migrations(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        done = {r[0] for r in c.execute("SELECT name FROM migrations")}
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            with self.transaction():
+                for stmt in filter(str.strip, sql.split(";")):
+                    c.execute(stmt)
+                c.execute("INSERT INTO migrations VALUES(?, ?)", (name, _now()))
+
+    def applied_migrations(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM migrations ORDER BY name")]
+
+    @contextmanager
+    def transaction(self):
+        """All-or-nothing: on any exception (or a killed process) the KB is left as it was."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- reads --------------------------------------------------------------------------------
+    def get_meta(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM meta"))
+
+    def kind(self, entity: str) -> str | None:
+        row = self.conn.execute("SELECT kind FROM entities WHERE name=?", (entity,)).fetchone()
+        return row[0] if row else None
+
+    def facts(self, entity: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        rows = self.conn.execute(
+            "SELECT f.predicate, f.value FROM facts f JOIN entities e ON e.id=f.entity_id "
+            "WHERE e.name=? ORDER BY f.predicate, f.ord",
+            (entity,),
+        )
+        for pred, value in rows:
+            out.setdefault(pred, []).append(value)
+        return out
+
+    def iter_entities(self) -> Iterator[tuple[str, str]]:
+        yield from self.conn.execute("SELECT name, kind FROM entities ORDER BY name")
+
+    def iter_facts(self) -> Iterator[tuple[str, str, str]]:
+        yield from self.conn.execute(
+            "SELECT e.name, f.predicate, f.value FROM facts f JOIN entities e ON e.id=f.entity_id "
+            "ORDER BY e.name, f.predicate, f.ord"
+        )
+
+    def iter_aliases(self) -> Iterator[tuple[str, str, str]]:
+        yield from self.conn.execute(
+            "SELECT a.surface, e.name, a.predicate FROM aliases a JOIN entities e ON e.id=a.entity_id "
+            "ORDER BY a.surface, e.name, a.predicate"
+        )
+
+    def predicate_counts(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT predicate, COUNT(*) FROM facts GROUP BY predicate"))
+
+    def counts(self) -> dict[str, int]:
+        q = self.conn.execute
+        return {
+            "entities": q("SELECT COUNT(*) FROM entities").fetchone()[0],
+            "facts": q("SELECT COUNT(*) FROM facts").fetchone()[0],
+            "aliases": q("SELECT COUNT(*) FROM aliases").fetchone()[0],
+            "predicates": q("SELECT COUNT(DISTINCT predicate) FROM facts").fetchone()[0],
+        }
+
+    def kind_counts(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT kind, COUNT(*) FROM entities GROUP BY kind ORDER BY 2 DESC"))
+
+    # --- writes (call inside `transaction()`) -------------------------------------------------
+    def clear(self) -> None:
+        for table in ("aliases", "facts", "entities"):
+            self.conn.execute(f"DELETE FROM {table}")
+
+    def entity_ids(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT name, id FROM entities"))
+
+    def upsert_entity(self, name: str, facts: dict[str, list[str]], ids: dict[str, int]) -> None:
+        """Set `facts` for `name`: each given predicate's values replace the stored ones."""
+        eid = ids.get(name)
+        if eid is None:
+            eid = self.conn.execute("INSERT INTO entities(name, kind) VALUES(?, '')", (name,)).lastrowid
+            ids[name] = eid
+        else:
+            self.conn.executemany(
+                "DELETE FROM facts WHERE entity_id=? AND predicate=?", [(eid, p) for p in facts]
+            )
+        self.conn.executemany(
+            "INSERT INTO facts(entity_id, predicate, ord, value) VALUES(?, ?, ?, ?)",
+            [(eid, p, i, v) for p, vs in facts.items() for i, v in enumerate(vs)],
+        )
+
+    def delete(self, name: str, predicates: Iterable[str] | None, ids: dict[str, int]) -> int:
+        """Delete an entity (predicates None) or some of its predicates. Returns facts removed."""
+        eid = ids.get(name)
+        if eid is None:
+            return 0
+        if predicates is None:
+            n = self.conn.execute("DELETE FROM facts WHERE entity_id=?", (eid,)).rowcount
+            self.conn.execute("DELETE FROM entities WHERE id=?", (eid,))
+            del ids[name]
+            return n
+        return sum(
+            self.conn.execute("DELETE FROM facts WHERE entity_id=? AND predicate=?", (eid, p)).rowcount
+            for p in predicates
+        )
+
+    def drop_empty_entities(self) -> int:
+        return self.conn.execute(
+            "DELETE FROM entities WHERE id NOT IN (SELECT DISTINCT entity_id FROM facts)"
+        ).rowcount
+
+    def set_kinds(self, kinds: dict[str, str]) -> None:
+        self.conn.executemany("UPDATE entities SET kind=? WHERE name=?", [(k, n) for n, k in kinds.items()])
+
+    def replace_aliases(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        ids = self.entity_ids()
+        self.conn.execute("DELETE FROM aliases")
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO aliases(surface, entity_id, predicate) VALUES(?, ?, ?)",
+            [(s, ids[e], p) for s, e, p in rows if e in ids],
+        )
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        self.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", list(values.items()))
+
+    def content_hash(self) -> str:
+        """sha256 over every (entity, kind, predicate, value) in order: equal content, equal hash."""
+        n = self.conn.execute("SELECT COUNT(*) FROM facts").fetchone()[0]
+        if n == 0:
+            return EMPTY_VERSION
+        h = hashlib.sha256()
+        rows = self.conn.execute(
+            "SELECT e.name, e.kind, f.predicate, f.value FROM facts f JOIN entities e ON e.id=f.entity_id "
+            "ORDER BY e.name, f.predicate, f.ord"
+        )
+        for row in rows:
+            h.update("\x1f".join(row).encode())
+            h.update(b"\x1e")
+        return h.hexdigest()[:16]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,25 @@
+"""Shared fixtures. Every test runs with its own KTUNE_HOME and offline."""
+
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("KTUNE_HOME", str(tmp_path / "ktune_home"))
+    monkeypatch.delenv("KTUNE_KB", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def mini_kb(tmp_path):
+    """A small KB imported from tests/fixtures/mini_kb.jsonl."""
+    from ktune.kb import KnowledgeBase
+
+    kb = KnowledgeBase.open(tmp_path / "mini.sqlite", create=True)
+    kb.import_file(FIXTURES / "mini_kb.jsonl")
+    yield kb
+    kb.close()
