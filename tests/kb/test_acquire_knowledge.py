@@ -19,8 +19,8 @@ def test_acquire_knowledge_rejects_an_attribute_outside_the_schema(mini_kb):
 
 
 def test_import_cleans_markup_and_duplicates_and_reports_counts(tmp_path):
-    from tests.conftest import FIXTURES
     from ktune.kb import KnowledgeBase
+    from tests.conftest import FIXTURES
 
     kb = KnowledgeBase.open(tmp_path / "k.sqlite", create=True)
     report = kb.import_file(FIXTURES / "mini_kb.jsonl")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 from ktune.cli.common import add_json_option, add_kb_option, emit_json, open_kb
 
@@ -49,9 +51,9 @@ def add_parser(sub) -> None:
     _common(p)
     p.set_defaults(func=_attributes)
 
-    p = ks.add_parser("export", help="write the KB as cMeKG-style JSONL records")
-    p.add_argument("-o", "--output", help="file (default: stdout)")
-    add_kb_option(p)
+    p = ks.add_parser("export", help="write the KB as cMeKG-style JSONL records (re-importable)")
+    p.add_argument("-o", "--output", help="file, written atomically (default: JSONL on stdout)")
+    _common(p)
     p.set_defaults(func=_export)
 
     p = ks.add_parser("delete", help="delete an entity, or some of its predicates")
@@ -142,13 +144,27 @@ def _attributes(args) -> int:
 
 def _export(args) -> int:
     with open_kb(args) as kb:
-        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-        try:
+        if not args.output:
             for rec in kb.export():
-                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            return 0
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+        n = 0
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for rec in kb.export():
+                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    n += 1
+            os.replace(tmp, out)
         finally:
-            if args.output:
-                out.close()
+            tmp.unlink(missing_ok=True)
+        summary = {"output": str(out), "records": n, "version": kb.version}
+        if args.json:
+            emit_json(summary)
+        else:
+            print(f"wrote {n} records to {out} (KB version {kb.version})")
     return 0
 
 

@@ -12,7 +12,7 @@ from ktune.kb.importer import ImportReport, apply_records
 from ktune.kb.linker import EntityLinker, Link
 from ktune.kb.readers import read_source
 from ktune.kb.schema import Schema
-from ktune.kb.store import SQLiteStore
+from ktune.kb.store import KnowledgeStore, SQLiteStore
 from ktune.paths import default_kb_path
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ Knowledge = dict[str, dict[str, list[str]]]  # {entity: {raw_predicate: [values]
 
 
 class KnowledgeBase:
-    def __init__(self, store: SQLiteStore, schema: Schema | None = None):
+    def __init__(self, store: KnowledgeStore, schema: Schema | None = None):
         self.store = store
         self.schema = schema or Schema.load()
 
@@ -29,7 +29,18 @@ class KnowledgeBase:
     def open(cls, path: str | Path | None = None, *, schema: str | Path | None = None, create: bool = False):
         """Open the KB at `path` (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)."""
         path = Path(path) if path else default_kb_path()
-        return cls(SQLiteStore(path, create=create), Schema.load(schema))
+        kb = cls(SQLiteStore(path, create=create), Schema.load(schema))
+        kb._check_schema_version()
+        return kb
+
+    def _check_schema_version(self) -> None:
+        stored = self.meta.get("schema_version")
+        if stored and stored != self.schema.version:
+            log.warning(
+                "the KB at %s was built with attribute schema %r but is opened with schema %r: kinds and "
+                "aliases follow the old one until you re-import (`ktune kb import ... --schema FILE`)",
+                self.store.path, stored, self.schema.version,
+            )
 
     def close(self) -> None:
         self.store.close()
@@ -94,10 +105,7 @@ class KnowledgeBase:
     def import_cmekg(self, source=None, mode: str = "upsert", progress: bool = False) -> ImportReport:
         pkl = fetch_cmekg(source)
         records = read_source(pkl, "cmekg")
-        report = self._apply(records, "cmekg:pycmekg==0.2.5", PICKLE_SHA256, mode, progress)
-        with self.store.transaction():
-            self.store.set_meta({"attribution": ATTRIBUTION})
-        return report
+        return self._apply(records, "cmekg:pycmekg==0.2.5", PICKLE_SHA256, mode, progress, {"attribution": ATTRIBUTION})
 
     def delete(self, entity: str, predicates: list[str] | None = None) -> ImportReport:
         """Delete an entity, or only some of its predicates (one transaction)."""
@@ -106,9 +114,10 @@ class KnowledgeBase:
         rec = Record(entity, {p: [] for p in predicates or []})
         return self._apply([rec], f"delete:{entity}", "", "delete", False)
 
-    def _apply(self, records, source, sha, mode, progress) -> ImportReport:
+    def _apply(self, records, source, sha, mode, progress, extra_meta=None) -> ImportReport:
         report = apply_records(
-            self.store, self.schema, records, mode=mode, source=source, source_sha256=sha, progress=progress
+            self.store, self.schema, records, mode=mode, source=source, source_sha256=sha, progress=progress,
+            extra_meta=extra_meta,
         )
         self.__dict__.pop("linker", None)
         return report

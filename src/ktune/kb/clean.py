@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-_MARKUP = re.compile(r"<sup>.*?</sup>|<[^<>]{1,40}>", re.S)
+# HTML or BBCode superscripts (<sup>[药典]</sup>, [sup]®[/sup]) with their content, other short HTML tags,
+# and bare pharmacopoeia source tags; not bracketed content such as [99mTc] or [单纯疱疹].
+_MARKUP = re.compile(r"<sup>.*?</sup>|\[sup\].*?\[/sup\]|<[a-zA-Z/][^<>]{0,39}>|\[药典\]", re.S)
 _SPACE = re.compile(r"\s+")
 
 
 def clean_value(value: str, counts: Counter) -> str:
     """Return the cleaned value ('' when nothing is left); tally what changed in `counts`."""
     out = value
-    if "<" in out:
+    if "<" in out or "[" in out:
         stripped = _MARKUP.sub("", out)
         if stripped != out:
             counts["markup_removed"] += 1

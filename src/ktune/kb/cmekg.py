@@ -72,7 +72,7 @@ def _download(cache: Path) -> Path:
     if res.returncode != 0 or not sdist.exists():
         raise KBError(
             f"could not download {PACKAGE} with pip (exit {res.returncode}): {res.stderr.strip()[-400:]}\n"
-            f"fix: check the package index, or pass a local copy with --source {SDIST}"
+            f"fix: check the package index, or pass a local copy: `ktune kb import cmekg --cmekg-source {SDIST}`"
         )
     return sdist
 

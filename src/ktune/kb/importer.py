@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
+from ktune.errors import ConfigError
 from ktune.kb.aliases import alias_rows
 from ktune.kb.clean import clean_name, clean_values
 from ktune.kb.readers import Record
 from ktune.kb.schema import Schema
-from ktune.kb.store import SQLiteStore, _now
+from ktune.kb.store import KnowledgeStore, _now
 
 log = logging.getLogger(__name__)
 MODES = ("upsert", "replace", "delete")
@@ -29,6 +30,7 @@ class ImportReport:
     source: str
     mode: str
     records: int = 0
+    facts_read: int = 0  # values in the source, before cleaning
     facts_written: int = 0
     facts_deleted: int = 0
     entities_before: int = 0
@@ -43,7 +45,7 @@ class ImportReport:
 
 
 def apply_records(
-    store: SQLiteStore,
+    store: KnowledgeStore,
     schema: Schema,
     records: list[Record],
     *,
@@ -51,16 +53,18 @@ def apply_records(
     source: str = "",
     source_sha256: str = "",
     progress: bool = False,
+    extra_meta: dict[str, str] | None = None,
 ) -> ImportReport:
+    """Write `records` in one transaction and return what happened (counts, cleaning, versions)."""
     if mode not in MODES:
-        raise ValueError(f"unknown import mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise ConfigError(f"unknown import mode {mode!r}; choose one of {', '.join(MODES)}")
     t0 = time.perf_counter()
     report = ImportReport(source=source, mode=mode, records=len(records))
     report.entities_before = store.counts()["entities"]
     report.version_before = store.get_meta().get("version", "empty")
     counts: Counter = Counter()
-    log.info("writing %d records from %s (%s)", len(records), source, mode)
     with store.transaction():
+        log.info("writing %d records from %s (%s)", len(records), source, mode)  # inside the transaction
         if mode == "replace":
             store.clear()
         ids = store.entity_ids()
@@ -69,6 +73,7 @@ def apply_records(
             if mode == "delete":
                 report.facts_deleted += store.delete(name, list(rec.facts) or None, ids)
                 continue
+            report.facts_read += sum(map(len, rec.facts.values()))
             facts = {clean_name(p): clean_values(vs, counts) for p, vs in rec.facts.items()}
             facts = {p: vs for p, vs in facts.items() if vs}
             store.upsert_entity(name, facts, ids)
@@ -76,7 +81,7 @@ def apply_records(
         store.drop_empty_entities()
         _derive(store, schema)
         version = store.content_hash()
-        store.set_meta(_meta(store, schema, version, source, source_sha256, mode))
+        store.set_meta(_meta(store, schema, version, source, source_sha256, mode) | (extra_meta or {}))
     report.version_after = version
     report.entities_after = store.counts()["entities"]
     report.cleaning = dict(sorted(counts.items()))
@@ -84,22 +89,12 @@ def apply_records(
     return report
 
 
-def _derive(store: SQLiteStore, schema: Schema) -> None:
+def _derive(store: KnowledgeStore, schema: Schema) -> None:
     """Entity kinds from their predicates; alias rows from name predicates and drug product names."""
-    preds: dict[str, set[str]] = {}
-    for name, pred in store.conn.execute(
-        "SELECT DISTINCT e.name, f.predicate FROM facts f JOIN entities e ON e.id=f.entity_id"
-    ):
-        preds.setdefault(name, set()).add(pred)
-    kinds = {name: schema.classify(ps) for name, ps in preds.items()}
+    kinds = {name: schema.classify(ps) for name, ps in store.predicates_by_entity().items()}
     store.set_kinds(kinds)
-    marks = ",".join("?" * len(schema.alias_predicates)) or "''"
-    alias_facts = store.conn.execute(
-        f"SELECT e.name, f.predicate, f.value FROM facts f JOIN entities e ON e.id=f.entity_id "
-        f"WHERE f.predicate IN ({marks})",
-        schema.alias_predicates,
-    ).fetchall()
-    store.replace_aliases(alias_rows(kinds.items(), alias_facts, schema.alias_predicates))
+    alias_facts = store.facts_with_predicates(schema.alias_predicates)
+    store.replace_aliases(alias_rows(sorted(kinds.items()), alias_facts, schema.alias_predicates))
 
 
 def _meta(store, schema: Schema, version: str, source: str, sha: str, mode: str) -> dict[str, str]:

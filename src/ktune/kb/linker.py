@@ -1,8 +1,12 @@
 """Entity linking: a surface string -> ranked KB entities, each with a score and the method that found it.
 
-Tiers, tried in order (deterministic; ties broken by the shorter name, the richer entry, then by name):
-  exact (1.0) > normalized name (0.93: full/half width, case, spaces) > alias (0.95, via 别称/通用名/...)
-  > generic name -> products (0.9) > normalized alias (0.88) > pinyin homophone (0.8) > fuzzy (<= 0.75).
+Tiers, tried in order (deterministic; ties broken by containment, the shorter name, the richer entry,
+then by name):
+  exact (1.0) > alias (0.95, via 别称/通用名/...) > normalized name (0.93: full/half width, case, spaces)
+  > generic name -> products (0.9) > normalized alias (0.88) > pinyin homophone (0.8)
+  > fuzzy (0.68-0.8: edit distance over character bigram and skip-bigram candidates, a bonus when the
+  text is contained in the surface, e.g. 肝胆管结石 -> 肝胆管结石病).
+The pinyin and fuzzy indexes are built on first use (about 0.3 s on the full CMeKG).
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from ktune.kb.aliases import DERIVED
 
 _PUNCT = re.compile(r"[\s·•\-—_/\\,，.。:：;；'\"“”‘’]+")
-FUZZY_MIN = 0.6
+FUZZY_MIN = 0.6  # normalized Levenshtein similarity below which nothing is returned
+FUZZY_BASE, FUZZY_SPAN = 0.5, 0.3  # fuzzy score = BASE + SPAN * similarity, in [0.68, 0.8)
+FUZZY_CANDIDATES = 256
+_SKIP = "\x00"  # marks skip-bigram keys (chars i and i+2) in the candidate index
 
 
 @dataclass(frozen=True)
@@ -36,10 +44,32 @@ def normalize(text: str) -> str:
     return _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
-def _pinyin(text: str) -> str:
-    from pypinyin import lazy_pinyin
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff"
 
-    return "".join(lazy_pinyin(text))
+
+class _Pinyin:
+    """Toneless pinyin keys, one reading per character (a homophone typo keeps the key)."""
+
+    def __init__(self):
+        from pypinyin import lazy_pinyin
+
+        self._lazy = lazy_pinyin
+        self._chars: dict[str, str] = {}
+
+    def key(self, text: str) -> str:
+        out = []
+        for ch in text:
+            py = self._chars.get(ch)
+            if py is None:
+                py = self._chars[ch] = self._lazy(ch)[0] if _is_cjk(ch) else ch
+            out.append(py)
+        return " ".join(out)
+
+
+def _grams(s: str) -> set[str]:
+    """Character bigrams plus skip-bigrams, so one substituted character still leaves shared keys."""
+    return {s[i : i + 2] for i in range(len(s) - 1)} | {_SKIP + s[i] + s[i + 2] for i in range(len(s) - 2)}
 
 
 class EntityLinker:
@@ -56,21 +86,18 @@ class EntityLinker:
             self.by_alias_norm[normalize(surface)].append((entity, pred))
         self.surfaces = {s: s for s in self.by_norm} | {s: s for s in self.by_alias_norm}
         self._grams: dict[str, list[str]] | None = None
-        self._pinyin: dict[str, set[str]] | None = None
+        self._pinyin_index: dict[str, list[str]] | None = None
+        self._py: _Pinyin | None = None
         self.max_len = max(map(len, self.surfaces), default=0)
 
     @classmethod
     def from_store(cls, store) -> EntityLinker:
         names = [n for n, _ in store.iter_entities()]
-        rich = dict(
-            store.conn.execute(
-                "SELECT e.name, COUNT(*) FROM facts f JOIN entities e ON e.id=f.entity_id GROUP BY e.id"
-            )
-        )
-        return cls(names, list(store.iter_aliases()), rich)
+        return cls(names, list(store.iter_aliases()), store.fact_counts())
 
     # --- public -------------------------------------------------------------------------------
     def link(self, text: str, k: int = 5) -> list[Link]:
+        """Up to k entities for `text`, best first; [] when nothing is close enough."""
         text = text.strip()
         if not text:
             return []
@@ -81,12 +108,15 @@ class EntityLinker:
         for e in self.by_norm.get(norm, ()):
             self._add(found, e, 0.93, "normalized", text)
         for e, pred in self.by_alias.get(text, ()):
-            self._add(found, e, 0.9 if pred == DERIVED else 0.95, "generic" if pred == DERIVED else f"alias:{pred}", text)
-        for e, pred in self.by_alias_norm.get(norm, ()):
+            derived = pred == DERIVED
+            self._add(found, e, 0.9 if derived else 0.95, "generic" if derived else f"alias:{pred}", text)
+        for e, _ in self.by_alias_norm.get(norm, ()):
             self._add(found, e, 0.88, "normalized_alias", text)
-        if not found:
-            self._pinyin_match(found, text)
-        if not found:
+        # Text longer than every surface has no pinyin twin, and beyond max_len / FUZZY_MIN no surface can
+        # reach FUZZY_MIN: skipping those tiers for long text (a sentence) changes nothing but the time.
+        if not found and len(norm) <= self.max_len:
+            self._pinyin_match(found, norm, text)
+        if not found and len(norm) <= self.max_len / FUZZY_MIN:
             self._fuzzy(found, norm, text)
         ranked = sorted(found.values(), key=self._rank_key)
         return ranked[:k]
@@ -116,19 +146,20 @@ class EntityLinker:
             found[entity] = Link(entity, score, method, surface)
 
     def _entities_of(self, norm_surface: str) -> list[tuple[str, str]]:
-        ents = [(e, "name") for e in self.by_norm.get(norm_surface, ())]
+        ents = [(e, "name") for e in sorted(self.by_norm.get(norm_surface, ()))]
         return ents + list(self.by_alias_norm.get(norm_surface, ()))
 
-    def _pinyin_match(self, found: dict[str, Link], text: str) -> None:
-        if not any("\u4e00" <= ch <= "\u9fff" for ch in text):
+    def _pinyin_match(self, found: dict[str, Link], norm: str, text: str) -> None:
+        if len(norm) < 2 or not any(_is_cjk(ch) for ch in norm):
             return
-        if self._pinyin is None:
-            index: dict[str, set[str]] = defaultdict(set)
-            for s in self.surfaces:
-                if any("\u4e00" <= ch <= "\u9fff" for ch in s):
-                    index[_pinyin(s)].add(s)
-            self._pinyin = index
-        for s in sorted(self._pinyin.get(_pinyin(normalize(text)), ())):
+        if self._pinyin_index is None:
+            self._py = _Pinyin()
+            index: dict[str, list[str]] = defaultdict(list)
+            for s in sorted(self.surfaces):
+                if len(s) >= 2 and any(_is_cjk(ch) for ch in s):
+                    index[self._py.key(s)].append(s)
+            self._pinyin_index = index
+        for s in self._pinyin_index.get(self._py.key(norm), ()):
             for e, _ in self._entities_of(s):
                 self._add(found, e, 0.8, "pinyin", text)
 
@@ -137,16 +168,19 @@ class EntityLinker:
             return
         if self._grams is None:
             grams: dict[str, list[str]] = defaultdict(list)
-            for s in self.surfaces:
-                for g in {s[i : i + 2] for i in range(len(s) - 1)}:
+            for s in sorted(self.surfaces):
+                for g in _grams(s):
                     grams[g].append(s)
             self._grams = grams
         hits: Counter = Counter()
-        for g in {norm[i : i + 2] for i in range(len(norm) - 1)}:
+        for g in _grams(norm):
             hits.update(self._grams.get(g, ()))
-        candidates = sorted(hits.items(), key=lambda x: (-x[1], len(x[0]), x[0]))[:64]
-        for s, _ in candidates:
-            sim = Levenshtein.normalized_similarity(norm, s)
-            if sim >= FUZZY_MIN:
-                for e, _ in self._entities_of(s):
-                    self._add(found, e, round(0.75 * sim, 4), "fuzzy", text)
+        candidates = [s for s, _ in sorted(hits.items(), key=lambda x: (-x[1], len(x[0]), x[0]))[:FUZZY_CANDIDATES]]
+        scored = process.extract(
+            norm, candidates, scorer=Levenshtein.normalized_similarity, score_cutoff=FUZZY_MIN, limit=None
+        )
+        for s, sim, _ in scored:
+            if len(norm) >= 3 and norm in s:  # the text is a truncation of the surface: 肝胆管结石 -> ...结石病
+                sim = (1 + sim) / 2
+            for e, _ in self._entities_of(s):
+                self._add(found, e, round(FUZZY_BASE + FUZZY_SPAN * sim, 4), "fuzzy", text)

@@ -12,6 +12,7 @@ from pathlib import Path
 from ktune.errors import KBError, UnknownAttributeError
 
 DEFAULT_SCHEMA_PATH = Path(__file__).with_name("schema.json")
+_FIX = f"fix it following the shipped {DEFAULT_SCHEMA_PATH.name}, or omit --schema to use the shipped one"
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Schema:
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise KBError(f"cannot read attribute schema {path}: {exc}") from exc
+            raise KBError(f"cannot read attribute schema {path}: {exc}; {_FIX}") from exc
         try:
             attrs = {
                 name: Attribute(name, tuple(a["kinds"]), tuple(a["predicates"]))
@@ -49,18 +50,27 @@ class Schema:
                 not_queryable={k: tuple(v) for k, v in raw.get("not_queryable", {}).items()},
             )
         except (KeyError, TypeError, AttributeError) as exc:
-            raise KBError(f"attribute schema {path} is malformed (missing or wrong field {exc})") from exc
+            raise KBError(f"attribute schema {path} is malformed (missing or wrong field {exc}); {_FIX}") from exc
         schema._validate(path)
         return schema
 
     def _validate(self, path) -> None:
+        if not self.attributes:
+            raise KBError(f"{path}: the schema defines no attributes; {_FIX}")
+        kinds = set(self.kind_rules)
+        hidden = {p for ps in self.not_queryable.values() for p in ps}
         seen: dict[str, str] = {}
         for a in self.attributes.values():
             if not a.predicates:
-                raise KBError(f"{path}: attribute {a.name!r} gathers no predicates")
+                raise KBError(f"{path}: attribute {a.name!r} gathers no predicates; list at least one")
+            bad = [k for k in a.kinds if kinds and k not in kinds]
+            if bad:
+                raise KBError(f"{path}: attribute {a.name!r} names unknown kinds {bad}; valid kinds: {sorted(kinds)}")
             for p in a.predicates:
                 if p in seen:
-                    raise KBError(f"{path}: predicate {p!r} is mapped twice ({seen[p]!r} and {a.name!r})")
+                    raise KBError(f"{path}: predicate {p!r} is mapped twice ({seen[p]!r} and {a.name!r}); keep one")
+                if p in hidden:
+                    raise KBError(f"{path}: predicate {p!r} is mapped to {a.name!r} and listed as not queryable")
                 seen[p] = a.name
 
     def to_json(self) -> dict:

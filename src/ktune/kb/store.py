@@ -2,7 +2,7 @@
 
 A backend stores entities (canonical name, kind), facts (entity, predicate, order, value), aliases
 (surface form -> entity, with the predicate it came from) and metadata. `KnowledgeStore` is the
-contract; tests/kb/test_store_contract.py is the suite every backend must pass.
+contract; tests/kb/store_contract.py is the suite every backend must pass.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -25,19 +25,35 @@ class KnowledgeStore(Protocol):
 
     path: str
 
+    # reads
     def get_meta(self) -> dict[str, str]: ...
     def facts(self, entity: str) -> dict[str, list[str]]: ...
     def kind(self, entity: str) -> str | None: ...
     def iter_entities(self) -> Iterator[tuple[str, str]]: ...
     def iter_facts(self) -> Iterator[tuple[str, str, str]]: ...
     def iter_aliases(self) -> Iterator[tuple[str, str, str]]: ...
+    def predicates_by_entity(self) -> dict[str, set[str]]: ...
+    def facts_with_predicates(self, predicates: Iterable[str]) -> list[tuple[str, str, str]]: ...
+    def fact_counts(self) -> dict[str, int]: ...
     def predicate_counts(self) -> dict[str, int]: ...
+    def kind_counts(self) -> dict[str, int]: ...
     def counts(self) -> dict[str, int]: ...
-    def transaction(self): ...
+    def content_hash(self) -> str: ...
+    def applied_migrations(self) -> list[str]: ...
+    # writes: call inside `with store.transaction():`
+    def transaction(self) -> AbstractContextManager: ...
+    def clear(self) -> None: ...
+    def entity_ids(self) -> dict[str, int]: ...
+    def upsert_entity(self, name: str, facts: dict[str, list[str]], ids: dict[str, int]) -> None: ...
+    def delete(self, name: str, predicates: Iterable[str] | None, ids: dict[str, int]) -> int: ...
+    def drop_empty_entities(self) -> int: ...
+    def set_kinds(self, kinds: dict[str, str]) -> None: ...
+    def replace_aliases(self, rows: Iterable[tuple[str, str, str]]) -> None: ...
+    def set_meta(self, values: dict[str, str]) -> None: ...
     def close(self) -> None: ...
 
 
-# Ordered, named migrations; each runs once and is recorded in the `migrations` table.
+# Ordered, named migrations; each runs once, in its own transaction, and is recorded in `migrations`.
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "m001_initial",
@@ -56,37 +72,39 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX aliases_entity ON aliases(entity_id);
         """,
     ),
+    # `kb stats` and alias derivation select facts by predicate: 0.46 s -> 0.09 s on the full CMeKG.
+    ("m002_facts_predicate_index", "CREATE INDEX IF NOT EXISTS facts_predicate ON facts(predicate)"),
 ]
+
+_NOT_A_KB_FIX = "pass a KB file made by `ktune kb import`, or a new path to create one"
 
 
 class SQLiteStore:
     """SQLite backend. Readers never block the single writer (WAL)."""
 
-    def __init__(self, path: str | Path, *, create: bool = True):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = True,
+        migrations: list[tuple[str, str]] | None = None,
+        busy_timeout: float = 30.0,
+    ):
         self.path = str(path)
-        if self.path != ":memory:":
-            p = Path(self.path)
-            if not p.exists() and not create:
-                raise KBError(f"no knowledge base at {p}; create one with `ktune kb import cmekg --kb {p}`")
-            p.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.DatabaseError as exc:
-            raise KBError(f"{self.path} is not a ktune knowledge base ({exc})") from exc
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+        self.conn = _connect(self.path, create, busy_timeout)
+        self._migrate(MIGRATIONS if migrations is None else migrations)
 
     # --- schema -------------------------------------------------------------------------------
-    def _migrate(self) -> None:
+    def _migrate(self, migrations: list[tuple[str, str]]) -> None:
         c = self.conn
         c.execute("CREATE TABLE IF NOT EXISTS migrations(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-        done = {r[0] for r in c.execute("SELECT name FROM migrations")}
-        for name, sql in MIGRATIONS:
-            if name in done:
+        for name, sql in migrations:
+            if c.execute("SELECT 1 FROM migrations WHERE name=?", (name,)).fetchone():
                 continue
             with self.transaction():
+                # re-check under the write lock: another process may have applied it meanwhile
+                if c.execute("SELECT 1 FROM migrations WHERE name=?", (name,)).fetchone():
+                    continue
                 for stmt in filter(str.strip, sql.split(";")):
                     c.execute(stmt)
                 c.execute("INSERT INTO migrations VALUES(?, ?)", (name, _now()))
@@ -97,11 +115,19 @@ class SQLiteStore:
     @contextmanager
     def transaction(self):
         """All-or-nothing: on any exception (or a killed process) the KB is left as it was."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise KBError(
+                f"{self.path} is busy ({exc}): another process is writing to it; retry when it has finished"
+            ) from exc
         try:
             yield self
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as exc:
+            if self.conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise KBError(f"{self.path}: SQLite error while writing ({exc}); nothing was changed") from exc
             raise
         self.conn.execute("COMMIT")
 
@@ -142,6 +168,34 @@ class SQLiteStore:
             "ORDER BY a.surface, e.name, a.predicate"
         )
 
+    def predicates_by_entity(self) -> dict[str, set[str]]:
+        """entity -> the predicates it has facts for."""
+        out: dict[str, set[str]] = {}
+        rows = self.conn.execute(
+            "SELECT DISTINCT e.name, f.predicate FROM facts f JOIN entities e ON e.id=f.entity_id"
+        )
+        for name, pred in rows:
+            out.setdefault(name, set()).add(pred)
+        return out
+
+    def facts_with_predicates(self, predicates: Iterable[str]) -> list[tuple[str, str, str]]:
+        """(entity, predicate, value) for the given predicates, in (entity, predicate, order) order."""
+        preds = sorted(set(predicates))
+        if not preds:
+            return []
+        marks = ",".join("?" * len(preds))
+        return self.conn.execute(
+            "SELECT e.name, f.predicate, f.value FROM facts f JOIN entities e ON e.id=f.entity_id "
+            f"WHERE f.predicate IN ({marks}) ORDER BY e.name, f.predicate, f.ord",
+            preds,
+        ).fetchall()
+
+    def fact_counts(self) -> dict[str, int]:
+        """entity -> how many facts it has (the linker prefers richer entries on ties)."""
+        return dict(
+            self.conn.execute("SELECT e.name, COUNT(*) FROM facts f JOIN entities e ON e.id=f.entity_id GROUP BY e.id")
+        )
+
     def predicate_counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT predicate, COUNT(*) FROM facts GROUP BY predicate"))
 
@@ -155,7 +209,7 @@ class SQLiteStore:
         }
 
     def kind_counts(self) -> dict[str, int]:
-        return dict(self.conn.execute("SELECT kind, COUNT(*) FROM entities GROUP BY kind ORDER BY 2 DESC"))
+        return dict(self.conn.execute("SELECT kind, COUNT(*) FROM entities GROUP BY kind ORDER BY 2 DESC, 1"))
 
     # --- writes (call inside `transaction()`) -------------------------------------------------
     def clear(self) -> None:
@@ -187,6 +241,7 @@ class SQLiteStore:
             return 0
         if predicates is None:
             n = self.conn.execute("DELETE FROM facts WHERE entity_id=?", (eid,)).rowcount
+            self.conn.execute("DELETE FROM aliases WHERE entity_id=?", (eid,))
             self.conn.execute("DELETE FROM entities WHERE id=?", (eid,))
             del ids[name]
             return n
@@ -196,6 +251,7 @@ class SQLiteStore:
         )
 
     def drop_empty_entities(self) -> int:
+        self.conn.execute("DELETE FROM aliases WHERE entity_id NOT IN (SELECT DISTINCT entity_id FROM facts)")
         return self.conn.execute(
             "DELETE FROM entities WHERE id NOT IN (SELECT DISTINCT entity_id FROM facts)"
         ).rowcount
@@ -228,6 +284,31 @@ class SQLiteStore:
             h.update("\x1f".join(row).encode())
             h.update(b"\x1e")
         return h.hexdigest()[:16]
+
+
+def _connect(path: str, create: bool, busy_timeout: float) -> sqlite3.Connection:
+    """Open (or create) the SQLite file; refuse folders, missing files and databases that are not KBs."""
+    fresh = True
+    if path != ":memory:":
+        p = Path(path)
+        if p.is_dir():
+            raise KBError(f"{p} is a folder; pass a knowledge base file such as {p / 'cmekg.sqlite'}")
+        if not p.exists() and not create:
+            raise KBError(f"no knowledge base at {p}; create one with `ktune kb import cmekg --kb {p}`")
+        fresh = not p.exists() or p.stat().st_size == 0
+        p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not fresh and tables and "migrations" not in tables:
+            conn.close()
+            raise KBError(f"{path} is an SQLite database but not a ktune knowledge base; {_NOT_A_KB_FIX}")
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:
+        raise KBError(f"{path} is not a ktune knowledge base ({exc}); {_NOT_A_KB_FIX}") from exc
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
 
 
 def _now() -> str:

@@ -1,0 +1,135 @@
+"""Entity linking: each tier finds the right entity with its method; ranking is deterministic."""
+
+import random
+
+import pytest
+
+from ktune.kb import EntityLinker, KnowledgeBase, normalize
+from tests.conftest import FIXTURES
+
+
+@pytest.fixture
+def link_kb(tmp_path):
+    """mini_kb plus near neighbours (another metformin product, 肝内胆管结石, 儿童急性中耳炎, 阿莫西林颗粒)."""
+    kb = KnowledgeBase.open(tmp_path / "link.sqlite", create=True)
+    kb.import_file(FIXTURES / "mini_kb.jsonl")
+    kb.import_file(FIXTURES / "kb_link.jsonl")
+    yield kb
+    kb.close()
+
+
+def top(kb, text):
+    links = kb.link(text)
+    return (links[0].entity, links[0].method) if links else None
+
+
+@pytest.mark.parametrize(
+    "text,entity,method",
+    [
+        ("偏头痛", "偏头痛", "exact"),
+        ("偏头疼", "偏头痛", "alias:别称"),
+        ("感冒", "急性鼻炎", "alias:别称"),
+        ("AOM", "急性中耳炎", "alias:同义词"),
+        ("阿莫仙", "阿莫西林胶囊", "alias:商品名"),
+        ("芬必得", "布洛芬缓释胶囊", "alias:商品名"),
+        ("尿素维e乳膏", "尿素维E乳膏", "normalized"),
+        ("尿素维Ｅ乳膏", "尿素维E乳膏", "normalized"),  # full-width letter
+        (" 偏头痛 ", "偏头痛", "exact"),
+        ("ａｏｍ", "急性中耳炎", "normalized_alias"),
+        ("二甲双胍", "盐酸二甲双胍片", "generic"),
+        ("盐酸二甲双胍", "盐酸二甲双胍片", "generic"),
+        ("布洛芬", "布洛芬缓释胶囊", "generic"),
+    ],
+)
+def test_each_tier_links_to_the_right_entity(link_kb, text, entity, method):
+    assert top(link_kb, text) == (entity, method)
+
+
+def test_generic_name_lists_every_product_plainest_first(link_kb):
+    links = link_kb.link("二甲双胍")
+    assert [x.entity for x in links] == ["盐酸二甲双胍片", "盐酸二甲双胍缓释片"]
+    assert {x.method for x in links} == {"generic"} and links[0].score == 0.9
+
+
+def test_truncated_name_prefers_the_entity_containing_it(link_kb):
+    links = link_kb.link("肝胆管结石")
+    assert [x.entity for x in links[:2]] == ["肝胆管结石病", "肝内胆管结石"]
+    assert links[0].method == "fuzzy" and links[0].score > links[1].score >= 0.7
+
+
+@pytest.mark.parametrize(
+    "typo,entity",
+    [
+        ("布洛芬缓译胶囊", "布洛芬缓释胶囊"),  # substitution
+        ("布洛芬缓释胶", "布洛芬缓释胶囊"),  # deletion at the end
+        ("阿莫西胶囊", "阿莫西林胶囊"),  # deletion inside
+        ("急性中耳火", "急性中耳炎"),  # substitution at the end (火 is not a homophone of 炎)
+    ],
+)
+def test_a_one_character_typo_is_linked_fuzzily(link_kb, typo, entity):
+    assert top(link_kb, typo) == (entity, "fuzzy")
+
+
+@pytest.mark.parametrize("typo,entity", [("高血鸭", "高血压"), ("偏头通", "偏头痛"), ("黄七", "黄芪")])
+def test_a_pinyin_homophone_is_linked(link_kb, typo, entity):
+    assert top(link_kb, typo) == (entity, "pinyin")
+
+
+def test_exact_beats_alias_beats_fuzzy(link_kb):
+    scores = [link_kb.link(t)[0].score for t in ("偏头痛", "偏头疼", "尿素维e乳膏", "二甲双胍", "高血鸭", "肝胆管结石")]
+    assert scores == sorted(scores, reverse=True) and scores[0] == 1.0
+
+
+@pytest.mark.parametrize("text", ["", "   ", "量子计算机", "xyzzy", "的", "🙂🙂"])
+def test_unknown_text_links_to_nothing(link_kb, text):
+    assert link_kb.link(text) == []
+
+
+def test_linking_is_deterministic_across_input_order(link_kb):
+    names = [n for n, _ in link_kb.store.iter_entities()]
+    aliases = list(link_kb.store.iter_aliases())
+    rich = link_kb.store.fact_counts()
+    queries = ["二甲双胍", "肝胆管结石", "阿莫西林", "高血鸭", "急性中耳", "胶囊"]
+    expected = [link_kb.linker.link(q, k=10) for q in queries]
+    for seed in range(3):
+        rng = random.Random(seed)
+        rng.shuffle(names)
+        rng.shuffle(aliases)
+        other = EntityLinker(names, aliases, dict(reversed(list(rich.items()))))
+        assert [other.link(q, k=10) for q in queries] == expected
+
+
+def test_k_limits_the_number_of_links(link_kb):
+    assert len(link_kb.link("阿莫西林", k=1)) == 1
+    assert len(link_kb.link("阿莫西林", k=5)) == 2  # 阿莫西林胶囊 and 阿莫西林颗粒
+
+
+def test_link_json_has_the_contract_fields(link_kb):
+    assert link_kb.link("偏头疼")[0].to_json() == {
+        "entity": "偏头痛", "score": 0.95, "method": "alias:别称", "surface": "偏头疼"
+    }
+
+
+def test_find_mentions_returns_longest_surfaces_left_to_right(link_kb):
+    text = "儿童急性中耳炎可以吃阿莫仙吗"
+    spans = link_kb.linker.find_mentions(text)
+    assert [s for _, _, s in spans] == ["儿童急性中耳炎", "阿莫仙"]
+    assert all(normalize(text)[i:j] == s for i, j, s in spans)
+
+
+@pytest.mark.parametrize(
+    "text,expected", [("尿素维Ｅ乳膏", "尿素维e乳膏"), ("Ａ Ｂ-c", "abc"), ("偏头痛。", "偏头痛"), ("维生素B₁₂", "维生素b12")]
+)
+def test_normalize_folds_width_case_spaces_and_light_punctuation(text, expected):
+    assert normalize(text) == expected
+
+
+def test_text_longer_than_any_reachable_surface_skips_pinyin_and_fuzzy(link_kb, monkeypatch):
+    linker = link_kb.linker
+    link_kb.link("偏头通")  # build the lazy indexes
+    calls = []
+    monkeypatch.setattr(linker, "_fuzzy", lambda *a: calls.append("fuzzy"))
+    monkeypatch.setattr(linker, "_pinyin_match", lambda *a: calls.append("pinyin"))
+    assert link_kb.link("偏头痛发作" * 200) == [] and calls == []
+    link_kb.link("偏头痛发作")
+    assert calls == ["pinyin", "fuzzy"]
