@@ -41,7 +41,8 @@ class Link:
 
 def normalize(text: str) -> str:
     """Full-width -> half-width, lower case, no spaces or light punctuation."""
-    return _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower())
+    # NFKC again at the end: removing a space can leave a combining mark next to a letter.
+    return unicodedata.normalize("NFKC", _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower()))
 
 
 def _is_cjk(ch: str) -> bool:
