@@ -1,0 +1,135 @@
+"""`build_dataset(kb, out_dir, config)`: the whole dataset folder, deterministic for a seed and a KB."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+from ktune.data.config import DataConfig
+from ktune.data.generate import Generator
+from ktune.data.report import make_report, render_card, render_markdown
+from ktune.paths import atomic_write_text
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "dev", "test_seen", "test_unseen", "test_no_knowledge")
+
+
+def build_dataset(kb, out_dir, config: DataConfig | None = None) -> dict:
+    """Write DIR/{splits}.jsonl, fewshot/, exports/, manifest.json, report.{json,md}; return the report."""
+    config = config or DataConfig()
+    out = Path(out_dir)
+    start = time.perf_counter()
+    log.info("building dataset from KB %s (version %s), seed %d", kb.store.path, kb.version, config.seed)
+    gen = Generator(kb, config)
+    splits = make_splits(gen, config)
+    teacher_stats = None
+    if config.teacher_url:
+        from ktune.data.teacher import Teacher, rewrite_splits
+
+        teacher = Teacher(
+            config.teacher_url, config.teacher_model, config.teacher_timeout, config.teacher_retries
+        )
+        teacher_stats = rewrite_splits(splits, teacher, gen, config)
+    files = write_splits(out, splits, config)
+    if config.exports:
+        from ktune.data.exports import write_exports
+
+        files.update(write_exports(out, splits))
+    report = make_report(kb, gen, splits, config, teacher_stats)
+    manifest = {
+        "data_version": _content_hash(files),
+        "kb_version": kb.version,
+        "schema_version": kb.schema.version,
+        "question_bank_version": gen.bank.version,
+        "seed": config.seed,
+        "counts": {s: len(splits[s]) for s in SPLITS},
+        "config": {k: v for k, v in config.to_json().items() if k != "progress"},
+        "files": {name: digest for name, digest in sorted(files.items())},
+    }
+    report["data_version"] = manifest["data_version"]
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+    atomic_write_text(out / "report.json", json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    atomic_write_text(out / "report.md", render_markdown(report))
+    atomic_write_text(out / "README.md", render_card(report, kb.meta.get("attribution", "")))
+    seconds = round(time.perf_counter() - start, 2)
+    log.info(
+        "dataset %s written to %s in %.1fs: %s", manifest["data_version"], out, seconds, manifest["counts"]
+    )
+    return {**report, "out_dir": str(out), "seconds": seconds}
+
+
+def make_splits(gen: Generator, config: DataConfig) -> dict[str, list[dict]]:
+    """All records, split. Test splits use held-out templates only; unseen entities never reach train/dev."""
+    from tqdm.auto import tqdm
+
+    pools, seed = gen.pools, config.seed
+    rng = lambda name: random.Random(f"{seed}:{name}")  # noqa: E731
+    seen = pools.seen_pool()
+    splits: dict[str, list[dict]] = {}
+    with tqdm(total=len(SPLITS), desc="dataset splits", unit="split", disable=not config.progress) as bar:
+        splits["train"] = _answerable_mix(
+            gen, "train", seen, config.train_size, config.max_per_pair, False, config
+        )
+        bar.update()
+        splits["dev"] = _answerable_mix(gen, "dev", seen, config.dev_size, 1, None, config)
+        bar.update()
+        trained = sorted({x["entity"] for x in splits["train"] if x["kind"] == "in_kb"})
+        splits["test_seen"] = gen.stratified(
+            "test_seen", trained, config.test_seen_size, 1, True, rng("test_seen")
+        )
+        bar.update()
+        unseen = sorted(e for e in pools.unseen if e in pools.attrs)
+        splits["test_unseen"] = gen.stratified(
+            "test_unseen", unseen, config.test_unseen_size, config.max_per_pair, True, rng("test_unseen")
+        )
+        bar.update()
+        r, n = rng("test_no_knowledge"), config.test_no_knowledge_size
+        nk = gen.absent_records("test_no_knowledge", gen.absent["test"], round(n * 0.6), True, r)
+        nk += gen.lacking_records("test_no_knowledge", trained, n - len(nk), True, r)
+        splits["test_no_knowledge"] = nk
+        bar.update()
+    for name in SPLITS:
+        random.Random(f"{seed}:order:{name}").shuffle(splits[name])
+        for i, rec in enumerate(splits[name]):
+            rec["id"] = f"{name}-{i:05d}"
+    return splits
+
+
+def _answerable_mix(gen, split, entities, size, per_pair, heldout, config) -> list[dict]:
+    """In-KB records plus the configured shares of absent-entity and lacking-attribute refusals."""
+    r = random.Random(f"{config.seed}:{split}")
+    n_abs, n_lack = round(size * config.absent_share), round(size * config.lacking_share)
+    records = gen.stratified(split, entities, size - n_abs - n_lack, per_pair, heldout, r)
+    records += gen.absent_records(split, gen.absent["train"], n_abs, heldout, r)
+    records += gen.lacking_records(split, entities, n_lack, heldout, r)
+    return records
+
+
+def write_splits(out: Path, splits: dict[str, list[dict]], config: DataConfig) -> dict[str, str]:
+    """Split files and nested few-shot prefixes; returns {relative path: sha256}."""
+    files = {}
+    for name in SPLITS:
+        files[f"{name}.jsonl"] = _write_jsonl(out / f"{name}.jsonl", splits[name])
+    order = list(splits["train"])
+    random.Random(f"{config.seed}:fewshot").shuffle(order)
+    for n in config.fewshot_sizes:
+        if n <= len(order):
+            files[f"fewshot/train_{n}.jsonl"] = _write_jsonl(out / "fewshot" / f"train_{n}.jsonl", order[:n])
+    return files
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> str:
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    atomic_write_text(path, text)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _content_hash(files: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for name, digest in sorted(files.items()):
+        h.update(f"{name}\0{digest}\n".encode())
+    return h.hexdigest()[:16]
