@@ -1,18 +1,39 @@
-"""`ktune demo`: the main job on the embedded defaults (CMeKG in SQLite, Gemma-3-270M on CPU)."""
+"""`ktune demo`: the whole method on the embedded defaults (CMeKG in SQLite, Gemma-3-270M on CPU).
+
+Steps, each skipped when its output is already there and current (so a second `make demo` is quick):
+  1. import CMeKG into the default KB        4. knowledge-tune Gemma-3-270M (<= 15 min on 2 cores)
+  2. build the knowledge-tuning dataset      5. evaluate vs BM25 / dense / rules, print the table
+  3. prepare Gemma-3-270M (GGUF -> HF)       6. three example answers with provenance, one a refusal
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 log = logging.getLogger("ktune.demo")
 
-EXAMPLES = [("急性中耳炎", "药物治疗"), ("偏头痛", "临床表现"), ("盐酸二甲双胍片", "不良反应")]
-LINK_EXAMPLES = ["二甲双胍", "尿素维e乳膏", "感冒", "急性中耳严"]
+EXAMPLE_QUESTIONS = [
+    "急性中耳炎的药物治疗有哪些？",
+    "吃盐酸二甲双胍片要注意什么？",
+    "失眠应该吃什么药？",  # 失眠 is not a CMeKG entry: the answer must be a refusal
+]
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="run the whole method on the embedded defaults (what `make demo` runs)")
+    p = sub.add_parser(
+        "demo",
+        help="run the whole method on the embedded defaults (what `make demo` runs)",
+        description=__doc__,
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+    )
     p.add_argument("--kb", metavar="PATH", help="KB file (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)")
+    p.add_argument("--data", default="data/demo", help="dataset folder (default: data/demo)")
+    p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    p.add_argument("--eval-limit", type=int, default=300,
+                   help="test items per split for the demo's evaluation (default 300; `ktune eval` runs all)")
+    p.add_argument("--retrain", action="store_true", help="train again even if the run is complete")
     p.set_defaults(func=run)
 
 
@@ -20,20 +41,74 @@ def run(args) -> int:
     from ktune.kb import KnowledgeBase
 
     with KnowledgeBase.open(args.kb, create=True) as kb:
-        if kb.store.counts()["entities"] == 0:
-            log.info("step 1/1: importing CMeKG into %s", kb.store.path)
-            report = kb.import_cmekg(progress=True)
-            log.info("imported %d entities in %.1fs, version %s", report.entities_after, report.seconds, report.version_after)
-        else:
-            log.info("knowledge base %s already holds CMeKG (version %s)", kb.store.path, kb.version)
-        stats = kb.stats()
-        print(f"\nKB {stats['path']}: {stats['entities']} entities, {stats['facts']} facts, version {stats['version']}")
-        for entity, attribute in EXAMPLES:
-            print(f"\nacquire_knowledge({entity!r}, {attribute!r}) ->")
-            for pred, values in kb.acquire_knowledge(entity, attribute).get(entity, {}).items():
-                print(f"  {pred}: {'、'.join(values[:12])}{' ...' if len(values) > 12 else ''}")
-        print("\nentity linking:")
-        for text in LINK_EXAMPLES:
-            best = kb.link(text, 1)
-            print(f"  {text} -> " + (f"{best[0].entity} ({best[0].method}, {best[0].score:.2f})" if best else "no match"))
+        _ensure_kb(kb)
+        data_dir = _ensure_dataset(kb, Path(args.data))
+        run_dir = _ensure_run(data_dir, Path(args.out), args.retrain)
+        _evaluate(kb, data_dir, run_dir, args.eval_limit)
+        _examples(kb, run_dir)
     return 0
+
+
+def _ensure_kb(kb) -> None:
+    if kb.store.counts()["entities"] == 0:
+        log.info("step 1/6: importing CMeKG into %s", kb.store.path)
+        report = kb.import_cmekg(progress=True)
+        log.info("imported %d entities in %.1fs, KB version %s", report.entities_after, report.seconds, report.version_after)
+    else:
+        log.info("step 1/6: KB %s ready (version %s)", kb.store.path, kb.version)
+
+
+def _ensure_dataset(kb, data_dir: Path) -> Path:
+    from ktune.data import DataConfig, build_dataset
+
+    manifest = data_dir / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("kb_version") == kb.version:
+        log.info("step 2/6: dataset %s ready", data_dir)
+        return data_dir
+    log.info("step 2/6: building the knowledge-tuning dataset into %s", data_dir)
+    report = build_dataset(kb, data_dir, DataConfig())
+    log.info("dataset counts: %s", report.get("counts", report))
+    return data_dir
+
+
+def _ensure_run(data_dir: Path, run_dir: Path, retrain: bool) -> Path:
+    from ktune.models import resolve_base
+    from ktune.train import RunInfo, demo_config, train
+
+    log.info("step 3/6: preparing Gemma-3-270M")
+    resolve_base("gemma3-270m")
+    data_version = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))["data_version"]
+    if not retrain and (run_dir / "ktune.json").is_file():
+        info = RunInfo.load(run_dir)
+        if info.data_version == data_version and (run_dir / "adapter").is_dir():
+            log.info("step 4/6: run %s already trained on this dataset; --retrain to train again", run_dir)
+            return run_dir
+    cfg = demo_config(data_dir, run_dir)
+    cfg.resume = (run_dir / "checkpoints").is_dir() and not retrain
+    log.info("step 4/6: knowledge-tuning Gemma-3-270M on CPU into %s (resume=%s)", run_dir, cfg.resume)
+    info = train(cfg)
+    log.info("trained: %s", {k: v for k, v in info.metrics.items() if not isinstance(v, (list, dict))})
+    return run_dir
+
+
+def _evaluate(kb, data_dir: Path, run_dir: Path, limit: int) -> None:
+    from ktune.eval import format_results_table, run_retrieval_suite
+
+    log.info("step 5/6: evaluating on up to %d items per split (knowledge-tuned vs baselines)", limit)
+    metrics = run_retrieval_suite(kb, data_dir, run_dir=run_dir, limit=limit, out=run_dir / "eval")
+    print("\n" + format_results_table(metrics))
+    print(f"\nfull report: {run_dir / 'eval' / 'report.md'}")
+
+
+def _examples(kb, run_dir: Path) -> None:
+    from ktune.pipeline import KnowledgeTunedQA
+
+    log.info("step 6/6: example answers")
+    qa = KnowledgeTunedQA.from_pretrained(run_dir, kb=kb)
+    for answer in qa.ask_batch(EXAMPLE_QUESTIONS):
+        entity, attribute = answer.query
+        print(f"\n问：{answer.question}")
+        print(f"  query: {entity} / {attribute}  ->  linked: {answer.linked_entity}")
+        print(f"  {'refused: ' + str(answer.refusal_reason) if answer.refused else 'answer:'}")
+        print("  " + answer.answer.replace("\n", "\n  "))
+    print(f"\nask your own: ktune ask --run {run_dir} \"急性中耳炎的药物治疗有哪些？\"")
