@@ -7,7 +7,7 @@ import sys
 
 
 def add_kb_option(p) -> None:
-    p.add_argument("--kb", metavar="PATH", help="knowledge base file (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)")
+    p.add_argument("--kb", metavar="PATH", help="knowledge base file or postgresql:// URL (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)")
     p.add_argument("--schema", metavar="FILE", help="attribute schema JSON (default: the shipped CMeKG schema)")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from ktune.kb.importer import ImportReport, apply_records
 from ktune.kb.linker import EntityLinker, Link
 from ktune.kb.readers import read_source
 from ktune.kb.schema import Schema
-from ktune.kb.store import KnowledgeStore, SQLiteStore
+from ktune.kb.store import KnowledgeStore, is_url, open_store
 from ktune.paths import default_kb_path
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,13 @@ class KnowledgeBase:
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, schema: str | Path | None = None, create: bool = False):
-        """Open the KB at `path` (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)."""
-        path = Path(path) if path else default_kb_path()
-        kb = cls(SQLiteStore(path, create=create), Schema.load(schema))
+        """Open the KB at `path` (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite).
+
+        `path` is an SQLite file, or a `postgresql://user@host:port/db` URL (needs the `postgres` extra).
+        """
+        env = os.environ.get("KTUNE_KB", "")
+        target = path or (env if is_url(env) else default_kb_path())
+        kb = cls(open_store(target if is_url(target) else Path(target), create=create), Schema.load(schema))
         kb._check_schema_version()
         return kb
 

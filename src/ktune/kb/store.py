@@ -286,6 +286,27 @@ class SQLiteStore:
         return h.hexdigest()[:16]
 
 
+def is_url(target) -> bool:
+    """True for a PostgreSQL URL (postgresql://... or postgres://...), the one non-file KB location."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(target: str | Path, *, create: bool = False) -> KnowledgeStore:
+    """The backend for `target`: PostgresStore for a postgresql:// URL, else SQLiteStore for a file path."""
+    if is_url(target):
+        try:
+            from ktune.kb.postgres import PostgresStore
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("psycopg"):
+                raise
+            raise KBError(
+                f"a PostgreSQL knowledge base ({target.split('@')[-1]}) needs psycopg 3, which is not installed; "
+                'install it with `pip install -e ".[postgres]"`, or pass an SQLite file path instead'
+            ) from exc
+        return PostgresStore(target, create=create)
+    return SQLiteStore(Path(target), create=create)
+
+
 def _connect(path: str, create: bool, busy_timeout: float) -> sqlite3.Connection:
     """Open (or create) the SQLite file; refuse folders, missing files and databases that are not KBs."""
     fresh = True
