@@ -69,6 +69,37 @@ class PromptFormat:
     def answer_target(self, answer: str) -> str:
         return strip_provenance(answer) + self.stop
 
+    # --- token-level pieces (training, decoding and a token trie see the same boundaries) ------
+    def query_target_pieces(self, entity: str | None, attribute: str | None) -> list[str]:
+        """The query target split as tokenised: [entity, separator, attribute, stop] or [no_query, stop]."""
+        if entity is None or attribute is None:
+            return [self.no_query, self.stop]
+        return [entity, self.separator, attribute, self.stop]
+
+    def answer_target_pieces(self, answer: str) -> list[str]:
+        return [strip_provenance(answer), self.stop]
+
+    def render(self, tokenizer, prompt: str) -> str:
+        """The prompt text the model sees: as is, or wrapped as one user turn by the chat template."""
+        if not self.chat_template:
+            return prompt
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(
+                f"prompt format {self.name!r} uses the chat template but the tokenizer has none; "
+                "train with --prompt-format plain"
+            )
+        messages = [{"role": "user", "content": prompt}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode_prompt(self, tokenizer, prompt: str) -> list[int]:
+        """Token ids of a prompt exactly as in training: BOS (when the tokenizer has one) + rendered prompt."""
+        text = self.render(tokenizer, prompt)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = getattr(tokenizer, "bos_token_id", None)
+        if bos is not None and (not ids or ids[0] != bos):
+            ids = [bos] + ids
+        return ids
+
     # --- persistence --------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
         atomic_write_text(Path(directory) / FILENAME, json.dumps(asdict(self), ensure_ascii=False, indent=2))
@@ -82,6 +113,15 @@ class PromptFormat:
             raise ConfigError(f"cannot read the run's prompt format {path}: {exc}") from exc
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def encode_pieces(tokenizer, pieces: list[str]) -> list[int]:
+    """Concatenated token ids of each piece tokenised on its own (no special tokens)."""
+    ids: list[int] = []
+    for piece in pieces:
+        if piece:
+            ids.extend(tokenizer(piece, add_special_tokens=False)["input_ids"])
+    return ids
 
 
 def knowledge_json(knowledge: dict) -> str:

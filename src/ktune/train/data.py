@@ -1,0 +1,176 @@
+"""Training examples from a dataset folder: query-step and answer-step token ids with loss only on target tokens."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ktune.errors import ConfigError, InputError
+from ktune.prompt import PromptFormat, encode_pieces
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+SPLITS = ("train", "dev", "test_seen", "test_unseen", "test_no_knowledge")
+
+
+@dataclass(frozen=True)
+class Example:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE on BOS + prompt, token ids on the target (+ EOS)
+    step: str  # query | answer | instruction
+    record_id: str
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path}:{n}: not valid JSON ({exc.msg}); rebuild with `ktune data build`") from exc
+    return records
+
+
+def load_manifest(data_dir: str | Path) -> dict:
+    path = Path(data_dir) / "manifest.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_records(data_dir: str | Path, split: str = "train", subset: int | None = None) -> list[dict]:
+    """Records of one split; `subset` N uses DIR/fewshot/train_N.jsonl when it exists, else the first N."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ConfigError(f"dataset folder {data_dir} does not exist; build one with `ktune data build --out {data_dir}`")
+    path = data_dir / f"{split}.jsonl"
+    if split == "train" and subset:
+        fewshot = data_dir / "fewshot" / f"train_{subset}.jsonl"
+        if fewshot.is_file():
+            return read_jsonl(fewshot)
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing; a dataset folder holds {', '.join(s + '.jsonl' for s in SPLITS)}")
+    records = read_jsonl(path)
+    if subset:
+        records = records[:subset]
+    if not records:
+        raise ConfigError(f"{path} holds no records")
+    return records
+
+
+def encode(tokenizer, fmt: PromptFormat, prompt: str, pieces: list[str], step: str, record_id: str) -> Example:
+    """BOS + prompt (labels IGNORE) + target pieces tokenised one by one + EOS (labels = ids)."""
+    prompt_ids = fmt.encode_prompt(tokenizer, prompt)
+    target = encode_pieces(tokenizer, pieces)
+    if tokenizer.eos_token_id is not None:
+        target = target + [tokenizer.eos_token_id]
+    return Example(prompt_ids + target, [IGNORE] * len(prompt_ids) + list(target), step, record_id)
+
+
+def record_examples(rec: dict, tokenizer, fmt: PromptFormat, method: str, with_answer: bool, refusals: bool) -> list[Example]:
+    q, rid = rec["question"], str(rec.get("id", ""))
+    if method == "instruction":
+        return [encode(tokenizer, fmt, fmt.instruction_prompt(q), fmt.answer_target_pieces(rec["answer"]), "instruction", rid)]
+    out = [encode(tokenizer, fmt, fmt.query_prompt(q), fmt.query_target_pieces(rec.get("entity"), rec.get("attribute")),
+                  "query", rid)]
+    has_knowledge = rec.get("kind") == "in_kb" and bool(rec.get("knowledge"))
+    if with_answer and (has_knowledge or refusals):
+        prompt = fmt.answer_prompt(q, rec.get("knowledge") or {})
+        out.append(encode(tokenizer, fmt, prompt, fmt.answer_target_pieces(rec["answer"]), "answer", rid))
+    return out
+
+
+def build_examples(records: list[dict], tokenizer, fmt: PromptFormat, *, method: str = "knowledge",
+                   max_length: int = 256, answer_fraction: float = 1.0, answer_refusals: bool = False,
+                   seed: int = 0) -> tuple[list[Example], dict]:
+    """All training examples of the records, and counts (per step kind, skipped as too long)."""
+    rng = random.Random(seed)
+    examples, skipped = [], 0
+    for rec in records:
+        with_answer = answer_fraction >= 1.0 or rng.random() < answer_fraction
+        for ex in record_examples(rec, tokenizer, fmt, method, with_answer, answer_refusals):
+            if len(ex.input_ids) > max_length:
+                skipped += 1
+                continue
+            examples.append(ex)
+    if not examples:
+        raise ConfigError(f"no training example fits max_length={max_length}; raise --max-length")
+    counts = {"records": len(records), "examples": len(examples), "skipped_too_long": skipped}
+    for ex in examples:
+        counts[ex.step] = counts.get(ex.step, 0) + 1
+    if skipped:
+        log.warning("%d examples longer than max_length=%d skipped", skipped, max_length)
+    return examples, counts
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, mode: str = "group") -> list[list[int]]:
+    """Batches of example indices for one epoch, a pure function of (seed, epoch): resume needs only the step.
+
+    group (and pack): shuffle, sort by length within windows of 50 batches, cut into batches, shuffle the batches.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if mode in ("group", "pack"):
+        window = batch_size * 50
+        order = [i for s in range(0, len(order), window) for i in sorted(order[s:s + window], key=lambda j: lengths[j])]
+    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    if mode in ("group", "pack"):
+        rng.shuffle(batches)
+    return batches
+
+
+def pack_rows(examples: list[Example]) -> list[list[Example]]:
+    """First-fit decreasing into rows no wider than the longest example (fewer, fuller rows)."""
+    width = max(len(ex.input_ids) for ex in examples)
+    rows: list[list[Example]] = []
+    room: list[int] = []
+    for ex in sorted(examples, key=lambda e: -len(e.input_ids)):
+        n = len(ex.input_ids)
+        for r, free in enumerate(room):
+            if n <= free:
+                rows[r].append(ex)
+                room[r] -= n
+                break
+        else:
+            rows.append([ex])
+            room.append(width - n)
+    return rows
+
+
+def collate(examples: list[Example], pad_id: int, weights: dict[str, float], pack: bool = False) -> dict:
+    """Right-padded tensors: input_ids, labels, per-token loss weights, n_tokens, and either attention_mask
+    (one example per row) or position_ids restarting at 0 for each example (packed rows, no attention_mask:
+    transformers then masks attention block-diagonally so packed examples never see each other)."""
+    import torch
+
+    rows = pack_rows(examples) if pack else [[ex] for ex in examples]
+    width = max(sum(len(ex.input_ids) for ex in row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    w = torch.zeros((len(rows), width), dtype=torch.float32)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for ex in row:
+            n = len(ex.input_ids)
+            ids[r, at:at + n] = torch.tensor(ex.input_ids)
+            labels[r, at:at + n] = torch.tensor(ex.labels)
+            mask[r, at:at + n] = 1
+            w[r, at:at + n] = weights.get(ex.step, 1.0)
+            pos[r, at:at + n] = torch.arange(n)
+            at += n
+        pos[r, at:] = torch.arange(width - at)  # padding: a sequence of its own, no loss
+    batch = {"input_ids": ids, "labels": labels, "weights": w, "n_tokens": int(mask.sum())}
+    if pack:
+        batch["position_ids"] = pos
+    else:
+        batch["attention_mask"] = mask
+    return batch

@@ -1,0 +1,65 @@
+"""Training updates every LoRA parameter; a run interrupted after a checkpoint resumes to the same final weights."""
+
+import pytest
+from safetensors.torch import load_file
+
+from ktune.train import TrainConfig, train
+
+
+class Interrupt(Exception):
+    pass
+
+
+def tiny_config(base, data, out, **kw):
+    settings = dict(base=str(base), data=str(data), out=str(out), steps=24, lr=3e-3, batch_size=4, dtype="fp32",
+                    device="cpu", lora_dropout=0.1, eval_every=0, eval_samples=4, save_every=8, warmup_steps=2,
+                    threads=1, answer_fraction=0.5)
+    settings.update(kw)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tiny_data, tmp_path_factory):
+    from ktune.train.tiny import build_tiny_model, dataset_texts
+
+    return build_tiny_model(tmp_path_factory.mktemp("base") / "tiny", dataset_texts(tiny_data))
+
+
+def test_every_trainable_lora_parameter_changes_and_nothing_else_is_trainable(tiny_base, tiny_data, tmp_path):
+    from ktune.train.loop import _loop
+    from ktune.train.trainer import prepare_out, setup
+
+    s = setup(tiny_config(tiny_base, tiny_data, tmp_path / "run", steps=5))
+    before = {n: p.detach().clone() for n, p in s.model.named_parameters() if p.requires_grad}
+    assert before and all("lora_" in n for n in before)
+    _loop(s, prepare_out(s), (), progress=False)
+    unchanged = [n for n, p in s.model.named_parameters() if p.requires_grad and p.detach().equal(before[n])]
+    assert unchanged == []
+
+
+def test_resume_after_interruption_reaches_the_same_adapter_as_an_uninterrupted_run(tiny_base, tiny_data, tmp_path):
+    full = tiny_config(tiny_base, tiny_data, tmp_path / "full")
+    train(full, progress=False)
+
+    def crash_at_13(step, state):
+        if step == 13:
+            raise Interrupt()
+
+    broken = tiny_config(tiny_base, tiny_data, tmp_path / "broken")
+    with pytest.raises(Interrupt):
+        train(broken, callbacks=[crash_at_13], progress=False)
+    assert (tmp_path / "broken" / "checkpoints" / "latest").read_text().strip() == "step-000008"
+    info = train(tiny_config(tiny_base, tiny_data, tmp_path / "broken", resume=True), progress=False)
+
+    a = load_file(str(tmp_path / "full" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "broken" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(a[k].equal(b[k]) for k in a)
+    assert info.metrics["steps_done"] == 24 and len(info.metrics["loss_history"]) == 24
+
+
+def test_fresh_run_into_an_old_run_folder_discards_its_checkpoints(tiny_base, tiny_data, tmp_path):
+    train(tiny_config(tiny_base, tiny_data, tmp_path / "run", steps=9), progress=False)
+    assert (tmp_path / "run" / "checkpoints" / "step-000008").is_dir()
+    train(tiny_config(tiny_base, tiny_data, tmp_path / "run", steps=4), progress=False)
+    assert not (tmp_path / "run" / "checkpoints" / "step-000008").exists()
