@@ -1,0 +1,132 @@
+"""`ktune ask` / `ktune chat` / `ktune predict`: question -> KB query -> knowledge -> answer with provenance."""
+
+from __future__ import annotations
+
+import sys
+
+from ktune.cli.common import add_json_option, add_kb_option, emit_json, open_kb
+
+DEFAULT_RUN = "runs/demo"
+
+
+def _add_pipeline_options(p) -> None:
+    from ktune.pipeline.config import QUERY_MODES
+
+    p.add_argument("--run", default=DEFAULT_RUN, help=f"run folder written by `ktune train` (default: {DEFAULT_RUN})")
+    add_kb_option(p)
+    p.add_argument("--no-constrain", action="store_true",
+                   help="free query generation + KB entity linking (same as --mode free)")
+    p.add_argument("--mode", choices=QUERY_MODES, help="stage-1 decoding (default: fallback; see ktune.pipeline.config)")
+    p.add_argument("--num-beams", type=int, help="beams of the constrained search (default 4)")
+    p.add_argument("--max-chars", type=int, help="longest question accepted (default 2000 characters)")
+    p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), help="inference dtype (default: auto)")
+    p.add_argument("--config", metavar="FILE", help="PipelineConfig JSON; flags override it")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("ask", help="answer one question from the knowledge base, with provenance")
+    p.add_argument("question", nargs="+", help="the question (words are joined with spaces)")
+    _add_pipeline_options(p)
+    add_json_option(p)
+    p.set_defaults(func=run_ask)
+
+    p = sub.add_parser("chat", help="interactive questions; shows query, knowledge and answer")
+    _add_pipeline_options(p)
+    p.set_defaults(func=run_chat)
+
+    p = sub.add_parser("predict", help="answer a JSONL file of questions (resumable)")
+    p.add_argument("--input", required=True, metavar="Q.jsonl", help='one JSON object per line with a "question"')
+    p.add_argument("--output", required=True, metavar="P.jsonl", help="predictions (input fields passed through)")
+    p.add_argument("--no-answer", action="store_true", help="stages 1-2 only: query and knowledge, answer null")
+    p.add_argument("--batch-size", type=int, help="questions per model batch (default 16)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_pipeline_options(p)
+    add_json_option(p)
+    p.set_defaults(func=run_predict)
+
+
+def pipeline_config(args):
+    from ktune.pipeline.config import PipelineConfig
+
+    overrides = {
+        "query_mode": "free" if args.no_constrain else args.mode,
+        "num_beams": args.num_beams,
+        "max_question_chars": args.max_chars,
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch_size": getattr(args, "batch_size", None),
+    }
+    if args.config:
+        return PipelineConfig.from_json_file(args.config, **overrides)
+    return PipelineConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def load_pipeline(args, config=None):
+    from ktune.pipeline import KnowledgeTunedQA
+
+    config = config or pipeline_config(args)
+    return KnowledgeTunedQA.from_pretrained(args.run, kb=open_kb(args), config=config)
+
+
+def format_answer(answer) -> str:
+    """Human-readable: the query, the KB key it linked to, the knowledge, the answer."""
+    entity, attribute = answer.query
+    lines = [f"查询：{entity or '无'}|{attribute or '-'}"]
+    if answer.linked_entity:
+        lines.append(f"知识库条目：{answer.linked_entity}（{answer.link_method}, {answer.link_score:.2f}）")
+    if answer.knowledge:
+        from ktune.prompt import knowledge_json
+
+        lines.append(f"知识：{knowledge_json(answer.knowledge)}")
+    tag = f"（拒答：{answer.refusal_reason}）" if answer.refused else ""
+    lines.append(f"回答{tag}：{answer.answer}")
+    return "\n".join(lines)
+
+
+def run_ask(args) -> int:
+    from ktune.pipeline.qa import validate_question
+
+    config = pipeline_config(args)
+    question = validate_question(" ".join(args.question), config.max_question_chars)  # before the slow load
+    answer = load_pipeline(args, config).ask(question)
+    if args.json:
+        emit_json({"question": answer.question, **answer.to_json()})
+    else:
+        print(format_answer(answer))
+    return 0
+
+
+def run_chat(args) -> int:
+    from ktune.errors import InputError
+
+    qa = load_pipeline(args)
+    print("ktune chat: type a medical question; an empty line or Ctrl-D quits.")
+    while True:
+        try:
+            question = input("问题> ")
+        except EOFError:
+            print()
+            return 0
+        if not question.strip() or question.strip() in ("exit", "quit"):
+            return 0
+        try:
+            print(format_answer(qa.ask(question)))
+        except InputError as exc:
+            print(f"ktune: {exc}", file=sys.stderr)
+
+
+def run_predict(args) -> int:
+    from ktune.pipeline.predict import predict_file, read_questions
+
+    config = pipeline_config(args)
+    read_questions(args.input, config.max_question_chars)  # bad input fails before the slow model load
+    qa = load_pipeline(args, config)
+    report = predict_file(qa, args.input, args.output, with_answer=not args.no_answer,
+                          batch_size=args.batch_size, progress=not args.no_progress)
+    if args.json:
+        emit_json(report.to_json())
+    else:
+        print(f"{report.written} questions answered ({report.skipped_existing} already in {report.output}), "
+              f"{report.refused} refused -> {report.output}")
+    return 0

@@ -1,0 +1,90 @@
+"""`PipelineConfig`: every setting of the question -> query -> knowledge -> answer pipeline, validated."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ktune.errors import ConfigError
+
+# How stage 1 turns the model's output into a KB key (measured in bench/pipeline.py --variants):
+#   free      unconstrained greedy decode, then the KB's entity linker maps the string to a KB key
+#   greedy    greedy decode under the token trie (entity names + aliases -> separator -> valid attributes)
+#   beam      constrained beam search, best beam
+#   rerank    constrained beam search, beams re-ranked with the free output and the KB linker
+#   fallback  free decode; only when it misses the KB (no exact/alias link or an invalid attribute)
+#             run the constrained beam search + re-rank
+QUERY_MODES = ("free", "greedy", "beam", "rerank", "fallback")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+ATTRIBUTE_SCOPES = ("entity", "kind")
+QUERY_VOCABS = ("kb", "full")
+
+DEFAULT_REFUSAL = "知识库中没有“{entity}”的“{attribute}”信息，无法根据知识库回答这个问题。"
+DEFAULT_NO_QUERY_REFUSAL = "这个问题在知识库中找不到对应的条目（未识别出可查询的医学实体），无法根据知识库回答。"
+
+
+@dataclass
+class PipelineConfig:
+    query_mode: str = "fallback"
+    num_beams: int = 4
+    max_question_chars: int = 2000
+    max_query_tokens: int = 32  # entity + separator + attribute + stop: 99.9% of KB keys fit in 28 Gemma tokens
+    max_answer_tokens: int = 192
+    batch_size: int = 16
+    device: str = "cpu"
+    dtype: str = "auto"  # auto: the run's training dtype where the device supports it, else float32
+    refusal_template: str = DEFAULT_REFUSAL  # {entity} and {attribute} are filled in
+    no_query_refusal: str = DEFAULT_NO_QUERY_REFUSAL
+    link_k: int = 8
+    # attributes the grammar allows after an entity: "entity" = those it has values for (kb.attributes_of);
+    # "kind" = also every attribute of its kind, so a question about a field the KB lacks is refused
+    attribute_scope: str = "entity"
+    # stage-1 LM head: "kb" computes logits only for tokens of KB names/aliases/attributes (exact under the
+    # grammar, ~10x less head compute on Gemma's 262k vocabulary); "full" = the whole vocabulary
+    query_vocab: str = "kb"
+
+    def __post_init__(self):
+        if self.query_mode not in QUERY_MODES:
+            raise ConfigError(
+                f"query_mode {self.query_mode!r} is not one of {', '.join(QUERY_MODES)}; "
+                "use 'free' for --no-constrain"
+            )
+        if self.attribute_scope not in ATTRIBUTE_SCOPES:
+            raise ConfigError(f"attribute_scope {self.attribute_scope!r} is not one of {', '.join(ATTRIBUTE_SCOPES)}")
+        if self.query_vocab not in QUERY_VOCABS:
+            raise ConfigError(f"query_vocab {self.query_vocab!r} is not one of {', '.join(QUERY_VOCABS)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        for name in ("num_beams", "max_question_chars", "max_query_tokens", "max_answer_tokens", "batch_size",
+                     "link_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for key in ("{entity}", "{attribute}"):
+            if key not in self.refusal_template:
+                raise ConfigError(
+                    f"refusal_template must contain {key} so the refusal says what was looked up; "
+                    f"got {self.refusal_template!r}"
+                )
+
+    @property
+    def constrained(self) -> bool:
+        return self.query_mode != "free"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path, **overrides) -> PipelineConfig:
+        """Load from a JSON file; keyword overrides (e.g. from CLI flags) win over the file."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read pipeline config {path}: {exc}") from exc
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown pipeline settings {unknown}; valid: {sorted(known)}")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**raw)

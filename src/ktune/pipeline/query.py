@@ -1,0 +1,190 @@
+"""Stage 1: question -> KB query (canonical entity + attribute), free, constrained or both (see config)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from rapidfuzz import process as fuzz_process
+
+from ktune.kb.linker import normalize
+from ktune.pipeline.config import PipelineConfig
+from ktune.pipeline.decode import Beam, Decoder
+from ktune.pipeline.head import SubsetHead, output_embeddings_owner, subset_head
+from ktune.pipeline.trie import QueryGrammar
+
+log = logging.getLogger(__name__)
+
+# Link methods that mean "the generated string IS a KB key or one of its aliases" (no guessing).
+SURE_LINKS = ("exact", "normalized", "generic", "normalized_alias")
+# Re-rank weights: beam log-prob + agreement with the free output's linked entities + the surface
+# appearing in the question + agreement with the free attribute.
+W_LINK, W_MENTION, W_ATTR = 1.0, 0.5, 0.5
+
+
+@dataclass(frozen=True)
+class Query:
+    entity: str | None  # the entity string the model generated (a KB name, an alias or free text)
+    attribute: str | None  # canonical schema attribute, or None
+    linked_entity: str | None  # the canonical KB key stage 2 looks up
+    link_score: float | None = None
+    link_method: str | None = None
+    raw: str = ""  # the generated query line
+
+
+def is_sure(link_method: str | None) -> bool:
+    return bool(link_method) and (link_method in SURE_LINKS or link_method.startswith("alias:"))
+
+
+class QueryStage:
+    """Generates and resolves queries for batches of questions."""
+
+    def __init__(self, decoder: Decoder, kb, prompt_format, config: PipelineConfig, grammar: QueryGrammar | None = None):
+        self.decoder = decoder
+        self.kb = kb
+        self.fmt = prompt_format
+        self.config = config
+        self._grammar = grammar
+        self._head: SubsetHead | None = None
+
+    @property
+    def head(self) -> SubsetHead | None:
+        """The stage-1 subset LM head (config.query_vocab == "kb"), built on first use."""
+        if self.config.query_vocab != "kb" or output_embeddings_owner(self.decoder.model) is None:
+            return None
+        if self._head is None:
+            owner, name = output_embeddings_owner(self.decoder.model)
+            ids = self.grammar.token_ids | set(self.decoder.end_ids) | {self.decoder.pad_id}
+            self._head = SubsetHead(getattr(owner, name), sorted(ids))
+        return self._head
+
+    @property
+    def grammar(self) -> QueryGrammar:
+        if self._grammar is None:
+            self._grammar = QueryGrammar.from_kb(self.kb, self.decoder.tokenizer, self.fmt, self.config.attribute_scope)
+        return self._grammar
+
+    def run(self, questions: list[str], mode: str | None = None) -> list[Query]:
+        with subset_head(self.decoder.model, self.head):
+            return self._run(questions, mode or self.config.query_mode)
+
+    def _run(self, questions: list[str], mode: str) -> list[Query]:
+        prompts = [self.fmt.query_prompt(q) for q in questions]
+        n_tok = self.config.max_query_tokens
+        if mode == "greedy":
+            return [self._from_beam(b) for b in self.decoder.greedy(prompts, n_tok, self.grammar)]
+        if mode == "beam":
+            return [self._from_beam(bs[0]) for bs in self.decoder.beams(prompts, n_tok, self.grammar, self.config.num_beams)]
+        free = [self.resolve_free(b.text) for b in self.decoder.greedy(prompts, n_tok)]
+        if mode == "free":
+            return free
+        todo = list(range(len(questions))) if mode == "rerank" else [i for i, q in enumerate(free) if self._misses(q)]
+        if todo:
+            for i, bs in zip(todo, self._constrained([prompts[i] for i in todo]), strict=True):
+                free[i] = self.rerank(questions[i], free[i], bs)
+        return free
+
+    def _constrained(self, prompts: list[str]) -> list[list[Beam]]:
+        """Constrained candidates per prompt: all beams, or the greedy path when num_beams is 1."""
+        n_tok = self.config.max_query_tokens
+        if self.config.num_beams == 1:
+            return [[b] for b in self.decoder.greedy(prompts, n_tok, self.grammar)]
+        return self.decoder.beams(prompts, n_tok, self.grammar, self.config.num_beams)
+
+    def with_entities(self, questions: list[str], entities: list[str]) -> list[Query]:
+        """Oracle-entity ablation: the entity is given (forced after the prompt as `entity|`), the model
+        picks only the attribute, under the grammar. Entities must be KB names or aliases."""
+        from ktune.prompt import encode_pieces
+
+        prompts = [self.fmt.query_prompt(q) for q in questions]
+        forced = [encode_pieces(self.decoder.tokenizer, [e, self.fmt.separator]) for e in entities]
+        with subset_head(self.decoder.model, self.head):
+            beams = self.decoder.greedy(prompts, self.config.max_query_tokens, self.grammar, forced)
+        out = []
+        for entity, f, beam in zip(entities, forced, beams, strict=True):
+            state = self.grammar.walk(f + list(beam.tokens) + self.decoder.stop_ids)
+            linked = self._canonical(entity, state.attribute)[0] if state.complete else None
+            out.append(Query(entity, state.attribute, linked, 1.0, "oracle", f"{entity}{self.fmt.separator}{beam.text}"))
+        return out
+
+    # --- free output -> KB key ----------------------------------------------------------------
+    def resolve_free(self, text: str) -> Query:
+        """Parse `entity|attribute`, map the attribute onto the schema and the entity through the linker."""
+        raw = text.split(self.fmt.stop, 1)[0].strip()
+        entity, attr = self.fmt.parse_query(raw)
+        if entity is None:
+            return Query(None, None, None, raw=raw, link_method="no_query" if raw == self.fmt.no_query else None)
+        attr = self.map_attribute(attr)
+        links = self.kb.link(entity, k=self.config.link_k)
+        if not links:
+            return Query(entity, attr, None, raw=raw)
+        best = self._pick_link(links, attr)
+        return Query(entity, attr, best.entity, best.score, best.method, raw)
+
+    def map_attribute(self, attr: str | None) -> str | None:
+        names = self.kb.schema.names
+        if attr is None or attr in names:
+            return attr
+        hit = fuzz_process.extractOne(attr, names, score_cutoff=60)
+        return hit[0] if hit else None
+
+    def _pick_link(self, links, attr):
+        """Within the top score tier, the first entity that has the attribute (二甲双胍 -> the product with it)."""
+        top = links[0]
+        if attr is None:
+            return top
+        for link in links:
+            if link.score < top.score - 0.05:
+                break
+            if attr in self.kb.attributes_of(link.entity):
+                return link
+        return top
+
+    def _misses(self, q: Query) -> bool:
+        if q.entity is None and q.link_method == "no_query":
+            return False
+        return q.attribute is None or not is_sure(q.link_method)
+
+    # --- constrained output -> KB key ---------------------------------------------------------
+    def _from_beam(self, beam: Beam) -> Query:
+        state = self.grammar.walk(list(beam.tokens) + self.decoder.stop_ids)
+        if state.no_query or not state.complete or state.surface is None:
+            return Query(None, None, None, raw=beam.text, link_method="no_query" if state.no_query else None)
+        entity, score, method = self._canonical(state.surface, state.attribute)
+        return Query(state.surface, state.attribute, entity, score, f"constrained:{method}", beam.text)
+
+    def _canonical(self, surface: str, attribute: str | None) -> tuple[str, float, str]:
+        """A decoded surface -> its canonical entity (an alias may stand for several: ask the linker)."""
+        ents = self.grammar.entities_of(surface)
+        if len(ents) == 1 and ents[0] == surface:
+            return surface, 1.0, "exact"
+        with_attr = [e for e in ents if attribute in self.kb.attributes_of(e)] or list(ents)
+        ranked = [lk for lk in self.kb.link(surface, k=max(self.config.link_k, len(ents))) if lk.entity in with_attr]
+        if ranked:
+            return ranked[0].entity, ranked[0].score, ranked[0].method
+        return sorted(with_attr)[0], 0.9, "alias"
+
+    def rerank(self, question: str, free: Query, beams: list[Beam]) -> Query:
+        """Best constrained candidate after adding agreement with the free output, the linker and the question.
+
+        Guard against forcing a KB key onto a question about something the KB lacks: when the free output
+        named an entity the linker cannot find, and no candidate agrees with it or appears in the question,
+        the free query is kept (stage 2 then refuses: entity not in the KB).
+        """
+        link_scores = {}
+        if free.entity:
+            link_scores = {lk.entity: lk.score for lk in self.kb.link(free.entity, k=self.config.link_k)}
+        norm_q = normalize(question)
+        best, best_score, best_agrees = None, float("-inf"), False
+        for beam in beams:
+            q = self._from_beam(beam)
+            score, agrees = beam.score, False
+            if q.linked_entity is not None:
+                link, mention = link_scores.get(q.linked_entity, 0.0), normalize(q.entity) in norm_q
+                agrees = link > 0 or mention
+                score += W_LINK * link + W_MENTION * mention + W_ATTR * (q.attribute == free.attribute)
+            if score > best_score:
+                best, best_score, best_agrees = q, score, agrees
+        if best is None or (free.entity and free.linked_entity is None and not best_agrees):
+            return free
+        return best
