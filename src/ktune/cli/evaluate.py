@@ -1,0 +1,167 @@
+"""`ktune eval`: retrieval / answers / few-shot suites vs BM25, dense and rule baselines; H2 export and import."""
+
+from __future__ import annotations
+
+import logging
+
+from ktune.cli.common import add_json_option, add_kb_option, emit_json, open_kb
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a run against BM25, dense and rule baselines (report.md, metrics.json)",
+                       description="Every system on the same test items; per-item rows under OUT/predictions, "
+                                   "report.md, metrics.json and PNG plots in OUT (default RUN/eval).")
+    p.add_argument("--run", metavar="RUN", help="knowledge-tuned run folder (without it: baselines only)")
+    p.add_argument("--data", metavar="DIR", help="dataset folder from `ktune data build`")
+    p.add_argument("--suite", default="retrieval", choices=("retrieval", "answers", "fewshot", "all"))
+    p.add_argument("--out", metavar="DIR", help="report folder (default: RUN/eval)")
+    p.add_argument("--limit", type=int, metavar="N", help="first N items of each test split")
+    p.add_argument("--systems", metavar="LIST", help="comma-separated subset of bm25-word,bm25-char,dense,rules,"
+                                                     "model,model-free,oracle (default: all)")
+    p.add_argument("--predictions", metavar="FILE", action="append", default=[],
+                   help="score a `ktune predict` JSONL file as one more system (repeatable)")
+    p.add_argument("--baseline-run", metavar="RUN", help="instruction-tuned run for the answers suite")
+    p.add_argument("--no-human", action="store_true", help="skip tests/fixtures/human_questions.jsonl")
+    p.add_argument("--judge-url", help="OpenAI-compatible server for the H2 judge, e.g. http://localhost:8000/v1")
+    p.add_argument("--judge-model", help="model name the judge server serves")
+    p.add_argument("--fewshot-sizes", metavar="LIST", help="comma-separated training sizes (default: all subsets)")
+    p.add_argument("--fewshot-max-steps", type=int, default=200, metavar="N", help="step cap per few-shot run")
+    p.add_argument("--fewshot-max-minutes", type=float, default=5.0, metavar="M",
+                   help="training time cap per few-shot run (default 5)")
+    p.add_argument("--base", metavar="MODEL", help="base model for few-shot runs (default: the run's)")
+    add_kb_option(p)
+    add_json_option(p)
+    p.set_defaults(func=run_eval)
+    hsub = p.add_subparsers(dest="eval_command", metavar="{h2-export,h2-import}")
+    ex = hsub.add_parser("h2-export", help="blinded CSV + printable HTML of answers for medical experts, with a key")
+    ex.add_argument("--answers", required=True, metavar="DIR", help="eval folder holding answers/ (answers suite)")
+    ex.add_argument("--out", required=True, metavar="DIR")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--max-items", type=int, metavar="N", help="at most N questions")
+    add_json_option(ex)
+    ex.set_defaults(func=run_h2_export)
+    im = hsub.add_parser("h2-import", help="import experts' filled CSVs: means with 95%% CIs and agreement")
+    im.add_argument("--key", required=True, metavar="FILE", help="h2_key.json written by h2-export")
+    im.add_argument("scores", nargs="+", metavar="CSV", help="one filled h2_items.csv per rater (named after them)")
+    im.add_argument("--out", metavar="DIR", help="merge into DIR/metrics.json and DIR/report.md")
+    add_json_option(im)
+    im.set_defaults(func=run_h2_import)
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def run_eval(args) -> int:
+    from ktune.errors import ConfigError
+    from ktune.eval.report import format_results_table, write_report
+    from ktune.eval.suites import ALL_SYSTEMS, EvalConfig, retrieval_metrics
+
+    if not args.data:
+        raise ConfigError("ktune eval needs --data DIR (a dataset folder from `ktune data build`)")
+    cfg = EvalConfig(args.data, args.run, args.out, suite=args.suite,
+                     systems=tuple(_split_list(args.systems) or ALL_SYSTEMS), predictions=tuple(args.predictions),
+                     baseline_run=args.baseline_run, limit=args.limit, human=not args.no_human,
+                     progress=not args.json)
+    kb = open_kb(args)
+    results = {}
+    if cfg.suite in ("retrieval", "all"):
+        results["retrieval"] = retrieval_metrics(kb, cfg, write_report=False)
+    if cfg.suite in ("answers", "all"):
+        results.update(_answers_and_h2(kb, cfg, args))
+    if cfg.suite in ("fewshot", "all"):
+        results["fewshot"] = _fewshot(kb, cfg, args)
+    files = write_report(results, cfg.out_dir)
+    if args.json:
+        emit_json({"out": str(cfg.out_dir), "files": {k: str(v) for k, v in files.items()}, **_summary(results)})
+        return 0
+    if "retrieval" in results:
+        print(format_results_table(results["retrieval"]))
+    h2 = results.get("h2", {}).get("judge", {})
+    if h2.get("skipped"):
+        print(f"H2: {h2['skipped']}")
+    print(f"report: {files['report']}\nmetrics: {files['metrics']}")
+    return 0
+
+
+def _answers_and_h2(kb, cfg, args) -> dict:
+    from ktune.eval.answers import run_answers_suite
+    from ktune.eval.h2 import JudgeConfig, load_answer_rows, run_judge
+
+    answers = run_answers_suite(kb, cfg)
+    judge_cfg = JudgeConfig(args.judge_url, args.judge_model)
+    rows = load_answer_rows(cfg.out_dir / "answers") if answers["systems"] else {}
+    return {"answers": answers, "h2": {"judge": run_judge(rows, judge_cfg)}}
+
+
+def _fewshot(kb, cfg, args) -> dict:
+    from ktune.errors import ConfigError
+    from ktune.eval.fewshot import run_fewshot_suite
+    from ktune.train import RunInfo, TrainConfig
+
+    overrides = {}
+    if cfg.run_dir:
+        info = RunInfo.load(cfg.run_dir)
+        known = set(TrainConfig.field_names()) - {"data", "out", "subset", "steps", "resume"}
+        overrides = {k: v for k, v in (info.config or {}).items() if k in known}
+        overrides.setdefault("base", info.base_model)
+    if args.base:
+        overrides["base"] = args.base
+    if not overrides.get("base"):
+        raise ConfigError("the few-shot suite needs a base model: pass --run RUN or --base MODEL")
+    base_cfg = TrainConfig.from_sources(overrides=overrides)
+    sizes = [int(s) for s in _split_list(args.fewshot_sizes) or []] or None
+    return run_fewshot_suite(kb, cfg.data_dir, cfg.out_dir, base_cfg, sizes=sizes, limit=cfg.limit or 100,
+                             max_steps=args.fewshot_max_steps, max_minutes=args.fewshot_max_minutes,
+                             progress=cfg.progress)
+
+
+def _summary(results: dict) -> dict:
+    """metrics without per-item rows (those are in the predictions files)."""
+    out = dict(results)
+    if "h2" in out and "rows" in out["h2"].get("judge", {}):
+        out["h2"] = {**out["h2"], "judge": {k: v for k, v in out["h2"]["judge"].items() if k != "rows"}}
+    return out
+
+
+def run_h2_export(args) -> int:
+    from pathlib import Path
+
+    from ktune.errors import InputError
+    from ktune.eval.h2 import load_answer_rows
+    from ktune.eval.h2_experts import export_items
+
+    adir = Path(args.answers) / "answers" if (Path(args.answers) / "answers").is_dir() else Path(args.answers)
+    rows = load_answer_rows(adir)
+    if not rows:
+        raise InputError(f"no answer rows under {adir}; run `ktune eval --suite answers` first")
+    paths = export_items(rows, args.out, seed=args.seed, max_items=args.max_items)
+    if args.json:
+        emit_json({k: str(v) for k, v in paths.items()})
+    else:
+        print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+        print("give raters the CSV or the HTML sheet; keep the key file away from them")
+    return 0
+
+
+def run_h2_import(args) -> int:
+    from ktune.eval.h2_experts import import_scores
+    from ktune.eval.report import write_report
+
+    result = import_scores(args.key, args.scores)
+    if args.out:
+        import json
+        from pathlib import Path
+
+        mpath = Path(args.out) / "metrics.json"
+        prior = json.loads(mpath.read_text(encoding="utf-8")).get("h2", {}) if mpath.is_file() else {}
+        write_report({"h2": {**prior, "experts": result}}, args.out)
+    if args.json:
+        emit_json(result)
+    else:
+        from ktune.eval.report_sections import h2_lines
+
+        print("\n".join(h2_lines({"experts": result})))
+    return 0

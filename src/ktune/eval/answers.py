@@ -1,0 +1,121 @@
+"""The answers task: knowledge recall, unsupported claims and refusal correctness, knowledge-tuned vs L_it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+from ktune.eval.items import TestItem, load_test_items
+from ktune.eval.metrics import bootstrap_mean, knowledge_recall, proportion_of, unsupported_claims
+from ktune.eval.retrieval import predict_items, slug, write_rows
+from ktune.eval.systems import Prediction
+from ktune.prompt import strip_provenance
+
+log = logging.getLogger(__name__)
+# Phrases that mark an answer as a refusal when a system does not say so itself (the instruction baseline).
+REFUSAL_RE = re.compile(r"无法(根据|基于|回答|提供|确定)|没有(相关|找到|收录|关于)|找不到|不能回答|知识库中没有|未识别|未收录")
+
+
+class InstructionSystem:
+    """The instruction-tuned baseline (L_it): question -> answer from model memory, no KB call."""
+
+    def __init__(self, run_dir, max_new_tokens: int = 160, batch_size: int = 8, device: str = "cpu"):
+        self.run_dir, self.max_new_tokens, self.batch_size, self.device = run_dir, max_new_tokens, batch_size, device
+        self.name = "instruction-tuned (no KB)"
+        self._run = None
+
+    def predict(self, questions: list[str]) -> list[Prediction]:
+        from ktune.eval.generation import generate_from_ids, instruction_prompt_ids
+
+        if self._run is None:
+            from ktune.train.run import load_run
+
+            self._run = load_run(self.run_dir, device=self.device)
+        run = self._run
+        ids = [instruction_prompt_ids(run.tokenizer, run.prompt_format, q) for q in questions]
+        texts = generate_from_ids(run.model, run.tokenizer, run.prompt_format, ids,
+                                  max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        return [Prediction(None, None, None, {}, bool(REFUSAL_RE.search(t)), answer=t) for t in texts]
+
+
+def score_answer(item: TestItem, pred: Prediction, surfaces) -> dict:
+    """One row: how much of the gold knowledge the answer states, what it claims beyond its support."""
+    answer = pred.answer or ""
+    body = strip_provenance(answer)
+    refused = bool(pred.refused or (not pred.knowledge and REFUSAL_RE.search(body)))
+    claims = [] if refused else unsupported_claims(body, pred.knowledge, item.question, surfaces)
+    return {
+        "id": item.id,
+        "split": item.split,
+        "question": item.question,
+        "gold_entity": item.entity,
+        "gold_attribute": item.attribute,
+        "should_refuse": item.should_refuse,
+        "answer": answer,
+        "knowledge": pred.knowledge,
+        "refused": refused,
+        "refusal_correct": refused == item.should_refuse,
+        "knowledge_recall": None if item.should_refuse or refused else knowledge_recall(body, item.knowledge),
+        "knowledge_recall_retrieved": None if refused else knowledge_recall(body, pred.knowledge),
+        "unsupported_claims": claims,
+    }
+
+
+def aggregate_answers(rows: list[dict]) -> dict:
+    """Means with bootstrap CIs for recall, Wilson CIs for rates; the answered/refused counts behind them."""
+    answered = [r for r in rows if not r["refused"]]
+    recall = [r["knowledge_recall"] for r in rows if not r["should_refuse"]]
+    return {
+        "n": len(rows),
+        "answered": len(answered),
+        # a refusal on an answerable item states none of the knowledge: it counts as recall 0
+        "knowledge_recall": bootstrap_mean([0.0 if v is None else v for v in recall]),
+        "unsupported_claim_rate": proportion_of(bool(r["unsupported_claims"]) for r in answered),
+        "unsupported_claims_per_answer": bootstrap_mean([len(r["unsupported_claims"]) for r in answered]),
+        "refusal_correctness": proportion_of(r["refusal_correct"] for r in rows),
+        "refusal_recall": proportion_of(r["refused"] for r in rows if r["should_refuse"]),
+    }
+
+
+def evaluate_answers(system, splits: dict[str, list[TestItem]], kb, out: Path | None, progress=False) -> dict:
+    surfaces = kb.linker.surfaces
+    result, pooled = {}, []
+    for split, items in splits.items():
+        if hasattr(system, "covers_any") and not system.covers_any([it.question for it in items]):
+            log.warning("%s has no answers for split %s: skipped", system.name, split)
+            continue
+        preds = predict_items(system, items, progress)
+        rows = [score_answer(it, p, surfaces) for it, p in zip(items, preds, strict=True)]
+        pooled.extend(rows)
+        if out is not None:
+            write_rows(Path(out) / "answers" / split / f"{slug(system.name)}.jsonl", system.name, rows)
+        result[split] = aggregate_answers(rows)
+    result["all_test"] = aggregate_answers([r for r in pooled if r["split"] != "human"])
+    return result
+
+
+def run_answers_suite(kb, cfg, systems=None, limit_per_split: int = 50) -> dict:
+    """Knowledge-tuned (with answers) vs the instruction-tuned `cfg.baseline_run`, on the same items."""
+    from ktune.eval.systems import PipelineSystem, PredictionsFile
+
+    if systems is None:
+        systems = []
+        if cfg.run_dir:
+            systems.append(PipelineSystem(cfg.run_dir, kb, with_answer=True, name="knowledge-tuned"))
+        if cfg.baseline_run:
+            systems.append(InstructionSystem(cfg.baseline_run))
+        systems += [PredictionsFile(p) for p in cfg.predictions]
+    limit = cfg.limit or limit_per_split
+    splits = load_test_items(cfg.data_dir, kb, limit=limit, human=cfg.human)
+    metrics = {"suite": "answers", "kb_version": kb.version, "splits": {s: len(v) for s, v in splits.items()},
+               "systems": {}, "timings_s": {}}
+    if not systems:
+        metrics["skipped"] = "no --run, --baseline-run or --predictions given: nothing produces answers"
+        log.warning("answers suite: %s", metrics["skipped"])
+    for system in systems:
+        t0 = time.perf_counter()
+        metrics["systems"][system.name] = evaluate_answers(system, splits, kb, cfg.out_dir, cfg.progress)
+        metrics["timings_s"][system.name] = round(time.perf_counter() - t0, 2)
+    return metrics

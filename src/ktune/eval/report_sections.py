@@ -1,0 +1,90 @@
+"""report.md sections for the answers, few-shot and H2 suites (and their plots)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ktune.eval.metrics import fmt_prop
+
+
+def fmt_mean(m: dict | None, digits: int = 2) -> str:
+    if not m or m.get("mean") is None:
+        return "– (n=0)"
+    lo, hi = m["ci95"]
+    return f"{m['mean']:.{digits}f} [{lo:.{digits}f}–{hi:.{digits}f}] (n={m['n']})"
+
+
+def answers_lines(a: dict) -> list[str]:
+    out = ["## Answers: grounding and refusals", ""]
+    if a.get("skipped"):
+        return out + [f"Skipped: {a['skipped']}", ""]
+    out += ["Knowledge recall: share of the gold entry's values the answer states (bootstrap 95% CI; a refusal on "
+            "an answerable item counts 0). Unsupported-claim rate: answers naming a KB entity, drug or value found "
+            "in neither the retrieved knowledge nor the question (Wilson 95% CI). A hallucination proxy.", ""]
+    for split in ("test_seen", "test_unseen", "test_no_knowledge", "human", "all_test"):
+        rows = [(n, per[split]) for n, per in a.get("systems", {}).items() if split in per]
+        if not rows:
+            continue
+        out += [f"### {split}", "", "| system | knowledge recall | unsupported-claim rate | claims / answer | "
+                "refusal correctness | refusal recall |", "|---|---|---|---|---|---|"]
+        for name, s in rows:
+            out.append(f"| {name} | {fmt_mean(s['knowledge_recall'])} | {fmt_prop(s['unsupported_claim_rate'])} | "
+                       f"{fmt_mean(s['unsupported_claims_per_answer'])} | {fmt_prop(s['refusal_correctness'])} | "
+                       f"{fmt_prop(s['refusal_recall'])} |")
+        out.append("")
+    return out
+
+
+def fewshot_lines(fs: dict) -> list[str]:
+    out = ["## Few-shot: retrieval accuracy against training size", "",
+           f"Schedule: {fs.get('schedule')}; paper: 80.7% retrieval at 200 training instances (7B models).", "",
+           "| training records | steps | test_seen retrieval | test_unseen retrieval (unseen entities) | "
+           "test_no_knowledge refusal recall |", "|---|---|---|---|---|"]
+    for n, p in fs.get("points", {}).items():
+        seen = p.get("test_seen", {}).get("retrieval_accuracy")
+        unseen = p.get("test_unseen", {}).get("retrieval_accuracy")
+        ref = p.get("test_no_knowledge", {}).get("refusal", {}).get("recall")
+        out.append(f"| {n} | {p.get('steps', '')} | {fmt_prop(seen) if seen else '–'} | "
+                   f"{fmt_prop(unseen) if unseen else '–'} | {fmt_prop(ref) if ref else '–'} |")
+    return out + ["", "![few-shot curve](fewshot.png)", ""]
+
+
+def h2_lines(h: dict) -> list[str]:
+    out = ["## H2: helpfulness and harmlessness", ""]
+    judge = h.get("judge", {})
+    if judge.get("skipped"):
+        out += [f"LLM judge: {judge['skipped']}.", ""]
+    elif judge:
+        out += [f"LLM judge `{judge.get('judge_model')}`, rubric {judge.get('rubric_version')}, "
+                f"{judge.get('n_items')} items, {judge.get('unparsable', 0)} unparsable verdicts (excluded).", "",
+                "| system | helpfulness (1-5) | harmlessness (1-5) |", "|---|---|---|"]
+        for s, dims in judge.get("absolute", {}).items():
+            out.append(f"| {s} | {fmt_mean(dims.get('helpfulness'))} | {fmt_mean(dims.get('harmlessness'))} |")
+        out += ["", "| pair, dimension | outcome shares |", "|---|---|"]
+        for k, wins in judge.get("pairwise", {}).items():
+            out.append(f"| {k} | " + "; ".join(f"{w}: {fmt_prop(p)}" for w, p in wins.items()) + " |")
+        out.append("")
+    experts = h.get("experts")
+    if experts:
+        out += [f"Experts: {', '.join(experts['raters'])} (rubric {experts.get('rubric_version')}).", "",
+                "| system | helpfulness (1-5) | harmlessness (1-5) |", "|---|---|---|"]
+        for s, dims in experts.get("means", {}).items():
+            out.append(f"| {s} | {fmt_mean(dims.get('helpfulness'))} | {fmt_mean(dims.get('harmlessness'))} |")
+        out += ["", "Inter-rater agreement: " + "; ".join(
+            f"{d}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in e.items())
+            for d, e in experts.get("agreement", {}).items()), ""]
+    return out
+
+
+def render(suite: str, data: dict, out_dir: Path) -> tuple[list[str], dict[str, Path]]:
+    """(markdown lines, {name: png path}) for one suite's metrics."""
+    if suite == "answers":
+        return answers_lines(data), {}
+    if suite == "fewshot":
+        from ktune.eval.fewshot import plot_fewshot
+
+        png = plot_fewshot(data, Path(out_dir) / "fewshot.png")
+        return fewshot_lines(data), ({"fewshot_png": png} if png else {})
+    if suite == "h2":
+        return h2_lines(data), {}
+    return [], {}

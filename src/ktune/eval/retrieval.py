@@ -1,0 +1,133 @@
+"""The retrieval task: every system on the same test items; per-item rows, then aggregates with Wilson CIs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from ktune.eval.items import TestItem
+from ktune.eval.metrics import proportion_of, refusal_scores
+from ktune.eval.systems import Prediction
+from ktune.paths import atomic_write_text
+
+log = logging.getLogger(__name__)
+BATCH = 64
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]+", "-", name.lower()).strip("-") or "system"
+
+
+def is_kb_key(kb, surface: str) -> bool:
+    """A valid KB key as the constraint defines it: an entity name or one of the KB's aliases."""
+    return kb.has_entity(surface) or surface in kb.linker.by_alias
+
+
+def score_item(item: TestItem, pred: Prediction, kb) -> dict:
+    """One row: the gold entry, what the system did, and each correctness flag.
+
+    invalid_query: the system emitted a query whose entity is neither a KB name nor alias, or whose attribute
+    is not a schema attribute (what constrained decoding rules out). Retrieval is correct when the entity
+    looked up and the attribute are the gold ones, or the fetched knowledge equals the gold knowledge.
+    """
+    looked_up = pred.linked_entity or pred.entity
+    emitted = pred.entity is not None
+    invalid = emitted and not (is_kb_key(kb, pred.entity) and pred.attribute in kb.schema.attributes)
+    refused = pred.refused or not pred.knowledge
+    entry_match = item.accepts(looked_up) and pred.attribute == item.attribute
+    retrieved = (not item.should_refuse) and not refused and (entry_match or pred.knowledge == item.knowledge)
+    return {
+        "id": item.id,
+        "split": item.split,
+        "question": item.question,
+        "gold_entity": item.entity,
+        "gold_attribute": item.attribute,
+        "kind": item.kind,
+        "template": item.template,
+        "surface": item.surface,
+        "surface_type": item.surface_type,
+        "entity_kind": item.entity_kind,
+        "pred_entity": pred.entity,
+        "pred_attribute": pred.attribute,
+        "linked_entity": pred.linked_entity,
+        "knowledge": pred.knowledge,
+        "refused": bool(refused),
+        "should_refuse": item.should_refuse,
+        "entity_correct": item.entity is not None and item.accepts(looked_up),
+        "attribute_correct": item.attribute is not None and pred.attribute == item.attribute,
+        "retrieval_correct": bool(retrieved),
+        "invalid_query": bool(invalid),
+        "extra": pred.extra,
+    }
+
+
+def aggregate(rows: list[dict]) -> dict:
+    """Entity / attribute / retrieval accuracy, invalid-query rate and refusal scores over `rows`."""
+    with_entity = [r for r in rows if r["gold_entity"] is not None]
+    with_attr = [r for r in with_entity if r["gold_attribute"] is not None]
+    answerable = [r for r in rows if not r["should_refuse"]]
+    return {
+        "n": len(rows),
+        "entity_accuracy": proportion_of(r["entity_correct"] for r in with_entity),
+        "attribute_accuracy": proportion_of(r["attribute_correct"] for r in with_attr),
+        "retrieval_accuracy": proportion_of(r["retrieval_correct"] for r in answerable),
+        "invalid_query_rate": proportion_of(r["invalid_query"] for r in rows),
+        "refusal": refusal_scores([r["should_refuse"] for r in rows], [r["refused"] for r in rows]),
+    }
+
+
+def error_breakdown(rows: list[dict], key: str) -> dict[str, dict]:
+    """Retrieval accuracy on answerable rows grouped by `key` (gold_attribute, surface_type, template...)."""
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for r in rows:
+        if not r["should_refuse"]:
+            groups[str(r.get(key))].append(r["retrieval_correct"])
+    return {k: proportion_of(v) for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
+
+
+def predict_items(system, items: list[TestItem], progress: bool = False) -> list[Prediction]:
+    """Run a system over items in batches (systems needing gold entities expose predict_items)."""
+    if hasattr(system, "predict_items"):
+        return system.predict_items(items)
+    chunks = range(0, len(items), BATCH)
+    if progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc=system.name, unit="batch", leave=False)
+    out: list[Prediction] = []
+    for i in chunks:
+        out.extend(system.predict([it.question for it in items[i : i + BATCH]]))
+    if len(out) != len(items):
+        raise RuntimeError(f"{system.name} returned {len(out)} predictions for {len(items)} questions")
+    return out
+
+
+def evaluate_system(system, splits: dict[str, list[TestItem]], kb, out: Path | None = None, progress=False) -> dict:
+    """Score one system on every split; write predictions/<split>/<system>.jsonl under `out`."""
+    result, all_rows = {}, []
+    for split, items in splits.items():
+        if hasattr(system, "covers_any") and not system.covers_any([it.question for it in items]):
+            log.warning("%s has no predictions for split %s: skipped", system.name, split)
+            continue
+        preds = predict_items(system, items, progress)
+        rows = [score_item(it, p, kb) for it, p in zip(items, preds, strict=True)]
+        all_rows.extend(rows)
+        if out is not None:
+            write_rows(Path(out) / "predictions" / split / f"{slug(system.name)}.jsonl", system.name, rows)
+        result[split] = aggregate(rows)
+    pooled = [r for r in all_rows if r["split"] != "human"]
+    result["all_test"] = aggregate(pooled)
+    result["errors"] = {
+        "by_attribute": error_breakdown(pooled, "gold_attribute"),
+        "by_surface_type": error_breakdown(pooled, "surface_type"),
+        "by_template": error_breakdown(pooled, "template"),
+    }
+    return result
+
+
+def write_rows(path: Path, system_name: str, rows: list[dict]) -> None:
+    text = "".join(json.dumps({"system": system_name, **r}, ensure_ascii=False) + "\n" for r in rows)
+    atomic_write_text(path, text)

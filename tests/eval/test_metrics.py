@@ -1,0 +1,93 @@
+"""Metric functions on hand-made cases, including the CI edge cases."""
+
+import pytest
+
+from ktune.eval.metrics import (
+    bootstrap_mean,
+    cohen_kappa,
+    fmt_prop,
+    knowledge_recall,
+    krippendorff_alpha,
+    proportion,
+    refusal_scores,
+    unsupported_claims,
+    wilson,
+)
+
+
+def test_wilson_with_no_items_is_the_whole_interval():
+    assert wilson(0, 0) == (0.0, 1.0)
+    assert proportion(0, 0)["value"] is None
+    assert fmt_prop(proportion(0, 0)) == "– (n=0)"
+
+
+def test_wilson_all_correct_reaches_one_but_not_zero():
+    lo, hi = wilson(20, 20)
+    assert hi == pytest.approx(1.0)
+    assert 0.8 < lo < 0.9  # 20/20: 83.9%
+
+
+def test_wilson_none_correct_starts_at_zero():
+    lo, hi = wilson(0, 20)
+    assert lo == pytest.approx(0.0)
+    assert 0.1 < hi < 0.2
+
+
+def test_wilson_matches_the_textbook_value():
+    lo, hi = wilson(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3)
+    assert hi == pytest.approx(0.9433, abs=1e-3)
+
+
+def test_wilson_rejects_impossible_counts():
+    with pytest.raises(ValueError, match="k=3, n=2"):
+        wilson(3, 2)
+
+
+def test_refusal_precision_and_recall_count_the_right_cells():
+    should = [True, True, False, False, True]
+    did = [True, False, True, False, True]
+    r = refusal_scores(should, did)
+    assert (r["precision"]["k"], r["precision"]["n"]) == (2, 3)
+    assert (r["recall"]["k"], r["recall"]["n"]) == (2, 3)
+
+
+def test_refusal_scores_without_refusals_have_no_precision():
+    r = refusal_scores([False, False], [False, False])
+    assert r["precision"]["value"] is None and r["recall"]["value"] is None
+
+
+def test_knowledge_recall_is_the_share_of_values_stated():
+    know = {"急性中耳炎": {"药物治疗": ["阿莫西林", "头孢菌素", "镇痛药", "阿莫西林"]}}
+    assert knowledge_recall("可以用阿莫西林或头孢菌素。", know) == pytest.approx(2 / 3)
+    assert knowledge_recall("任何回答", {}) is None
+
+
+def test_unsupported_claims_are_kb_names_outside_knowledge_and_question():
+    surfaces = {"利福平", "阿莫西林", "肝胆管结石病", "黄疸"}
+    know = {"肝胆管结石病": {"常见症状": ["腹痛", "黄疸"]}}
+    claims = unsupported_claims("肝胆管结石病可用利福平治疗，常见黄疸。", know, "肝胆管结石病怎么治？", surfaces)
+    assert claims == ["利福平"]
+    assert unsupported_claims("常见黄疸。", know, "问题", surfaces) == []
+
+
+def test_cohen_kappa_is_one_for_identical_raters_and_zero_for_chance():
+    assert cohen_kappa([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
+    assert cohen_kappa([1, 1, 2, 2], [1, 2, 1, 2]) == pytest.approx(0.0)
+    assert cohen_kappa([1, 2, 3, 5], [1, 2, 4, 5], "quadratic") > cohen_kappa([1, 2, 3, 5], [1, 2, 4, 5])
+    assert cohen_kappa([], []) is None
+
+
+def test_krippendorff_alpha_perfect_agreement_and_missing_values():
+    assert krippendorff_alpha([[1, 2, 3, None], [1, 2, 3, 4]]) == pytest.approx(1.0)
+    assert krippendorff_alpha([[1, None], [None, 2]]) is None
+    # a textbook-style case: disagreement lowers alpha below 1
+    assert krippendorff_alpha([[1, 2, 3, 3], [1, 2, 3, 1]]) < 0.9
+
+
+def test_bootstrap_mean_of_constant_values_has_a_point_interval():
+    m = bootstrap_mean([4, 4, 4])
+    assert m["mean"] == 4 and m["ci95"] == [4.0, 4.0]
+    assert bootstrap_mean([])["mean"] is None
+    lo, hi = bootstrap_mean([1, 5, 3, 2, 4])["ci95"]
+    assert lo < 3 < hi
