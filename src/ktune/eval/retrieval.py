@@ -91,7 +91,7 @@ def error_breakdown(rows: list[dict], key: str) -> dict[str, dict]:
 def predict_items(system, items: list[TestItem], progress: bool = False) -> list[Prediction]:
     """Run a system over items in batches (systems needing gold entities expose predict_items)."""
     if hasattr(system, "predict_items"):
-        return system.predict_items(items)
+        return system.predict_items(items, progress=progress)
     chunks = range(0, len(items), BATCH)
     if progress:
         from tqdm import tqdm

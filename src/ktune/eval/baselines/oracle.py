@@ -29,9 +29,14 @@ class OracleEntitySystem:
             self._run.model.eval()
         return self._run
 
-    def predict_items(self, items) -> list[Prediction]:
+    def predict_items(self, items, progress: bool = False) -> list[Prediction]:
         out: list[Prediction] = []
-        for i in range(0, len(items), self.batch_size):
+        starts = range(0, len(items), self.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc=self.name, unit="batch", leave=False)
+        for i in starts:
             out.extend(self._batch(items[i : i + self.batch_size]))
         return out
 
