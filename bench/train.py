@@ -54,7 +54,9 @@ def one(args, setting: dict) -> dict:
         cfg = TrainConfig(base=args.base, data=args.data, out=out, steps=args.steps + 1, batch_size=args.batch_size,
                           dtype=setting["dtype"], batching=setting["batching"], device=args.device,
                           answer_fraction=args.answer_fraction, max_length=args.max_length, eval_every=0,
-                          save_every=0, subset=args.subset)
+                          save_every=0, subset=args.subset, threads=args.threads)
+        if args.threads is not None:
+            torch.set_num_threads(args.threads or 1)
         s = setup(cfg)
         if setting["head"] == "full":
             s.loss_module = FullHeadLoss(s.model)
@@ -81,6 +83,7 @@ def parse(argv=None):
     p.add_argument("--answer-fraction", type=float, default=0.1)
     p.add_argument("--subset", type=int, default=2000)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is faster on a busy CPU)")
     p.add_argument("--only", type=int, help="run only setting number N (used by the child processes)")
     p.add_argument("--infer", metavar="RUN", help="instead: greedy query decoding speed, base vs RUN's LoRA model")
     p.add_argument("--questions", type=int, default=32, help="--infer: dev questions to decode")

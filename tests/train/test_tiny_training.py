@@ -60,3 +60,17 @@ def test_generation_check_scores_dev_questions_by_exact_match(tiny_run, tiny_dat
     wrong = [dict(r, entity="不存在的药") for r in records]
     assert query_accuracy(run.model, run.tokenizer, run.prompt_format, wrong)["entity_acc"] == 0.0
     assert query_accuracy(run.model, run.tokenizer, run.prompt_format, records)["entity_acc"] == pytest.approx(1.0)
+
+
+def test_lm_head_of_a_loaded_run_always_gets_contiguous_input_so_generate_does_not_copy_the_head(tiny_run):
+    """Frozen weights + generate()'s non-contiguous last-position slice made matmul copy a batch-expanded head."""
+    run = load_run(tiny_run[0])
+    head = run.model.get_output_embeddings()
+    assert not head.weight.requires_grad
+    seen = []
+    handle = head.register_forward_hook(lambda mod, args, out: seen.append(args[0].is_contiguous()))
+    try:
+        greedy_queries(run.model, run.tokenizer, run.prompt_format, ["高血压应该挂什么科？", "黄芪有什么功效？"])
+    finally:
+        handle.remove()
+    assert seen and all(seen)

@@ -8,8 +8,12 @@ from ktune.train.config import TrainConfig
 def demo_config(data_dir, out) -> TrainConfig:
     """Gemma-3-270M, bf16 on CPU: mostly query-step examples (the part retrieval depends on), some answer steps.
 
-    Sized on this 2-core machine: about 2 s per step of 8 short examples; max_minutes stops the run (and
-    still writes it) if a busy machine makes it slower, so the demo never trains past 15 minutes.
+    Sized on this 2-core machine: 360 steps at about 2.5 s/step when the cores are free; max_minutes stops the
+    run (and still writes it) when a busy machine makes it slower, so the demo never trains past 15 minutes.
+    Measured with four other jobs on the 2 cores: 194 steps in 14 min (4.3 s/step, 1 thread), 14:35 wall in
+    all, peak RSS 5.9 GB; greedy exact match on 200 test_seen questions: entity 78.5%, attribute 89.5% (before
+    the pipeline's entity linking). Short of the 97% goal: the curve was still rising when time ran out.
+    That run used batching="group"; "pack" (now the default here) measured 2.9 vs 3.8 s/step in bench/train.py.
     """
     cfg = TrainConfig(
         base="gemma3-270m",
@@ -29,7 +33,7 @@ def demo_config(data_dir, out) -> TrainConfig:
         query_weight=1.0,
         answer_weight=1.0,
         answer_fraction=0.1,
-        batching="group",
+        batching="pack",  # same loss as one example per row (tested), 24% less time per step here
         dtype="bf16",
         device="cpu",
         eval_every=120,
