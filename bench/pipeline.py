@@ -73,8 +73,11 @@ def variants(qa, records: list[dict], modes: list[str], batch_size: int) -> dict
         t = time.perf_counter()
         answers = qa.ask_batch([r["question"] for r in records], with_answer=False)
         out[mode] = {**score(records, answers), "seconds": time.perf_counter() - t}
+        out[mode]["rows"] = [{"id": r.get("id"), "gold": [r["entity"], r["attribute"]], "query": list(a.query),
+                              "linked": a.linked_entity, "method": a.link_method, "refused": a.refused}
+                             for r, a in zip(records, answers, strict=True)]
         print(f"  {mode:9s} " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                           for k, v in out[mode].items()), flush=True)
+                                           for k, v in out[mode].items() if k != "rows"), flush=True)
     return out
 
 
