@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ktune.errors import InputError
+from ktune.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +72,6 @@ class TestItem:
             )
         except KeyError as exc:
             raise InputError(f"test record lacks field {exc}; expected the dataset contract's fields") from exc
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{n}: not a JSON line ({exc.msg}); fix or remove the line") from exc
-    return out
 
 
 def load_split(data_dir: str | Path, split: str, limit: int | None = None) -> list[TestItem]:

@@ -8,7 +8,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ktune.errors import ConfigError, InputError
+from ktune.errors import ConfigError
+from ktune.jsonl import read_jsonl
 from ktune.prompt import PromptFormat, encode_pieces
 
 log = logging.getLogger(__name__)
@@ -23,18 +24,6 @@ class Example:
     labels: list[int]  # IGNORE on BOS + prompt, token ids on the target (+ EOS)
     step: str  # query | answer | instruction
     record_id: str
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{n}: not valid JSON ({exc.msg}); rebuild with `ktune data build`") from exc
-    return records
 
 
 def load_manifest(data_dir: str | Path) -> dict:
