@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ktune.eval.items import TestItem, load_test_items
 from ktune.eval.metrics import bootstrap_mean, knowledge_recall, proportion_of, unsupported_claims
-from ktune.eval.retrieval import predict_items, slug, write_rows
+from ktune.eval.retrieval import score_splits
 from ktune.eval.systems import Prediction
 from ktune.prompt import strip_provenance
 
@@ -81,18 +81,8 @@ def aggregate_answers(rows: list[dict]) -> dict:
 
 def evaluate_answers(system, splits: dict[str, list[TestItem]], kb, out: Path | None, progress=False) -> dict:
     surfaces = kb.linker.surfaces
-    result, pooled = {}, []
-    for split, items in splits.items():
-        if hasattr(system, "covers_any") and not system.covers_any([it.question for it in items]):
-            log.warning("%s has no answers for split %s: skipped", system.name, split)
-            continue
-        preds = predict_items(system, items, progress)
-        rows = [score_answer(it, p, surfaces) for it, p in zip(items, preds, strict=True)]
-        pooled.extend(rows)
-        if out is not None:
-            write_rows(Path(out) / "answers" / split / f"{slug(system.name)}.jsonl", system.name, rows)
-        result[split] = aggregate_answers(rows)
-    result["all_test"] = aggregate_answers([r for r in pooled if r["split"] != "human"])
+    result, _ = score_splits(system, splits, lambda it, p: score_answer(it, p, surfaces), aggregate_answers, out,
+                             "answers", progress)
     return result
 
 

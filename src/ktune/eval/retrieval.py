@@ -105,21 +105,30 @@ def predict_items(system, items: list[TestItem], progress: bool = False) -> list
     return out
 
 
-def evaluate_system(system, splits: dict[str, list[TestItem]], kb, out: Path | None = None, progress=False) -> dict:
-    """Score one system on every split; write predictions/<split>/<system>.jsonl under `out`."""
+def score_splits(system, splits: dict[str, list[TestItem]], score, aggregate_fn, out: Path | None, folder: str,
+                 progress=False) -> tuple[dict, list[dict]]:
+    """Run `system` on every split, score each item with `score(item, prediction)`, write the rows under
+    out/<folder>/<split>/<system>.jsonl; returns per-split aggregates (+ "all_test") and the pooled test rows."""
     result, all_rows = {}, []
     for split, items in splits.items():
         if hasattr(system, "covers_any") and not system.covers_any([it.question for it in items]):
             log.warning("%s has no predictions for split %s: skipped", system.name, split)
             continue
         preds = predict_items(system, items, progress)
-        rows = [score_item(it, p, kb) for it, p in zip(items, preds, strict=True)]
+        rows = [score(it, p) for it, p in zip(items, preds, strict=True)]
         all_rows.extend(rows)
         if out is not None:
-            write_rows(Path(out) / "predictions" / split / f"{slug(system.name)}.jsonl", system.name, rows)
-        result[split] = aggregate(rows)
+            write_rows(Path(out) / folder / split / f"{slug(system.name)}.jsonl", system.name, rows)
+        result[split] = aggregate_fn(rows)
     pooled = [r for r in all_rows if r["split"] != "human"]
-    result["all_test"] = aggregate(pooled)
+    result["all_test"] = aggregate_fn(pooled)
+    return result, pooled
+
+
+def evaluate_system(system, splits: dict[str, list[TestItem]], kb, out: Path | None = None, progress=False) -> dict:
+    """Score one system on every split; write predictions/<split>/<system>.jsonl under `out`."""
+    result, pooled = score_splits(system, splits, lambda it, p: score_item(it, p, kb), aggregate, out,
+                                  "predictions", progress)
     result["errors"] = {
         "by_attribute": error_breakdown(pooled, "gold_attribute"),
         "by_surface_type": error_breakdown(pooled, "surface_type"),
