@@ -6,14 +6,12 @@ from ktune.train.config import TrainConfig
 
 
 def demo_config(data_dir, out) -> TrainConfig:
-    """Gemma-3-270M, bf16 on CPU: mostly query-step examples (the part retrieval depends on), some answer steps.
+    """Gemma-3-270M on CPU: mostly query-step examples (the part retrieval depends on), some answer steps.
 
-    Sized on this 2-core machine: 360 steps at about 2.5 s/step when the cores are free; max_minutes stops the
-    run (and still writes it) when a busy machine makes it slower, so the demo never trains past 15 minutes.
-    Measured with four other jobs on the 2 cores: 194 steps in 14 min (4.3 s/step, 1 thread), 14:35 wall in
-    all, peak RSS 5.9 GB; greedy exact match on 200 test_seen questions: entity 78.5%, attribute 89.5% (before
-    the pipeline's entity linking). Short of the 97% goal: the curve was still rising when time ran out.
-    That run used batching="group"; "pack" (now the default here) measured 2.9 vs 3.8 s/step in bench/train.py.
+    max_minutes stops the run (and still writes it) when a slow or busy machine cannot finish the steps, so the
+    demo never trains past 15 minutes. dtype auto: bf16 only on CPUs with native bf16 (AVX512-BF16/AMX);
+    on an AVX2-only CPU bf16 steps measured 189.5 s against 2.9 s in fp32. Query-step targets are scored over
+    the KB's query vocabulary (query_head auto), as the pipeline decodes them.
     """
     cfg = TrainConfig(
         base="gemma3-270m",
@@ -34,7 +32,7 @@ def demo_config(data_dir, out) -> TrainConfig:
         answer_weight=1.0,
         answer_fraction=0.1,
         batching="pack",  # same loss as one example per row (tested), 24% less time per step here
-        dtype="bf16",
+        dtype="auto",  # bf16 where the CPU runs it natively (AVX512-BF16/AMX), else fp32
         device="cpu",
         eval_every=120,
         eval_samples=32,
