@@ -67,7 +67,7 @@ def test_a_predictions_file_is_scored_like_a_system(mini_kb, eval_data, records,
             lines.append(predict_line(rec, "盐酸二甲双胍片", "用法用量", mini_kb, alias="格华止"))
         elif rec["question"] == "黄芪的功效是什么？":  # wrong attribute
             lines.append(predict_line(rec, "黄芪", "性味", mini_kb))
-        elif rec["question"] == "偏头痛有哪些症状？":  # a query naming no KB key: invalid
+        elif rec["question"] == "偏头痛有哪些症状？":  # a query naming no KB key, refused: off-KB, not invalid
             lines.append(predict_line(rec, "偏头痛症", "临床表现", mini_kb))
         else:
             lines.append(predict_line(rec, rec["entity"], rec["attribute"], mini_kb))
@@ -77,7 +77,8 @@ def test_a_predictions_file_is_scored_like_a_system(mini_kb, eval_data, records,
     s = m["systems"]["predictions:pred"]
     assert (s["test_seen"]["retrieval_accuracy"]["k"], s["test_seen"]["retrieval_accuracy"]["n"]) == (3, 4)
     assert (s["test_unseen"]["retrieval_accuracy"]["k"], s["test_unseen"]["attribute_accuracy"]["k"]) == (3, 3)
-    assert s["all_test"]["invalid_query_rate"]["k"] == 1
+    assert s["all_test"]["off_kb_query_rate"]["k"] == 1
+    assert s["all_test"]["invalid_query_rate"]["k"] == 0
     assert s["test_no_knowledge"]["refusal"]["recall"]["value"] == 1.0
 
 
@@ -121,3 +122,18 @@ def test_a_dataset_from_another_kb_is_flagged_in_the_report(mini_kb, eval_data, 
     m = run_retrieval_suite(mini_kb, eval_data, out=tmp_path / "e", systems=("rules",), progress=False)
     assert any("KB other" in w for w in m["warnings"])
     assert "**Warning:** dataset built on KB other" in (tmp_path / "e" / "report.md").read_text("utf-8")
+
+
+def test_an_off_kb_query_is_invalid_only_when_the_system_acts_on_it(mini_kb, eval_data):
+    from ktune.eval.items import load_split
+    from ktune.eval.retrieval import score_item
+    from ktune.eval.systems import Prediction, lookup
+
+    item = next(it for it in load_split(eval_data, "test_seen") if it.entity == "偏头痛")
+    valid = score_item(item, lookup(mini_kb, "偏头痛", "临床表现"), mini_kb)
+    assert not valid["off_kb_query"] and not valid["invalid_query"] and valid["retrieval_correct"]
+    refused = score_item(item, Prediction("偏头痛症", "临床表现", None, {}, True), mini_kb)
+    assert refused["off_kb_query"] and not refused["invalid_query"]
+    know = mini_kb.acquire_knowledge("偏头痛", "临床表现")
+    guessed = score_item(item, Prediction("偏头痛症", "临床表现", "偏头痛", know, False), mini_kb)
+    assert guessed["off_kb_query"] and guessed["invalid_query"] and guessed["retrieval_correct"]

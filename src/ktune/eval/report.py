@@ -66,12 +66,18 @@ def retrieval_markdown(m: dict) -> list[str]:
         if not rows:
             continue
         out += [f"### {split}", "", "| system | entity acc. | attribute acc. | retrieval acc. | invalid queries | "
-                "refusal precision | refusal recall |", "|---|---|---|---|---|---|---|"]
+                "off-KB queries | refusal precision | refusal recall |", "|---|---|---|---|---|---|---|---|"]
         for name, s in rows:
+            off_kb = s.get("off_kb_query_rate")
             cells = [fmt_prop(s["entity_accuracy"]), fmt_prop(s["attribute_accuracy"]), fmt_prop(s["retrieval_accuracy"]),
-                     fmt_prop(s["invalid_query_rate"]), fmt_prop(s["refusal"]["precision"]), fmt_prop(s["refusal"]["recall"])]
+                     fmt_prop(s["invalid_query_rate"]), fmt_prop(off_kb) if off_kb else "–",
+                     fmt_prop(s["refusal"]["precision"]), fmt_prop(s["refusal"]["recall"])]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
+    out += ["*Invalid queries*: a query naming no KB key (entity neither a KB name nor alias, or an attribute outside "
+            "the schema) that the system still acted on, linking it to a KB entity by a guess. *Off-KB queries*: "
+            "every final query naming no KB key, acted on or refused as not in the KB (right for questions about "
+            "things the KB lacks).", ""]
     out += ["### Systems", ""] + [f"- **{n}**: {note} ({m.get('timings_s', {}).get(n, '?')} s)"
                                   for n, note in m.get("notes", {}).items()] + [""]
     out += ["Paper (arXiv 2309.04175, 7B models, their own test set): entity accuracy 86.7%, retrieval accuracy "
@@ -90,8 +96,10 @@ def targets_markdown(m: dict) -> list[str]:
         status = "not measured" if val is None else ("met" if val >= thr else "MISSED")
         out.append(f"- {label}: {status} ({fmt_prop(p) if p else '–'})")
     inv = m["systems"][model].get("all_test", {}).get("invalid_query_rate")
+    off_kb = m["systems"][model].get("all_test", {}).get("off_kb_query_rate")
     out.append(f"- 0% invalid queries with constraints on: {'met' if inv and inv['k'] == 0 else 'MISSED'} "
-               f"({fmt_prop(inv) if inv else '–'})")
+               f"({fmt_prop(inv) if inv else '–'}; off-KB queries, all refused or acted on: "
+               f"{fmt_prop(off_kb) if off_kb else '–'})")
     return out + [""]
 
 

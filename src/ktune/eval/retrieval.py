@@ -29,13 +29,16 @@ def is_kb_key(kb, surface: str) -> bool:
 def score_item(item: TestItem, pred: Prediction, kb) -> dict:
     """One row: the gold entry, what the system did, and each correctness flag.
 
-    invalid_query: the system emitted a query whose entity is neither a KB name nor alias, or whose attribute
-    is not a schema attribute (what constrained decoding rules out). Retrieval is correct when the entity
-    looked up and the attribute are the gold ones, or the fetched knowledge equals the gold knowledge.
+    off_kb_query: the query the system ended with names an entity that is neither a KB name nor alias, or an
+    attribute outside the schema (a generated non-KB string; what constrained decoding rules out).
+    invalid_query: such an off-KB query that the system still acted on, i.e. linked to a KB entity by a guess
+    and looked up; an off-KB query that was refused ("not in the KB") looked nothing up and is not invalid.
+    Retrieval is correct when the entity looked up and the attribute are the gold ones, or the fetched
+    knowledge equals the gold knowledge.
     """
     looked_up = pred.linked_entity or pred.entity
     emitted = pred.entity is not None
-    invalid = emitted and not (is_kb_key(kb, pred.entity) and pred.attribute in kb.schema.attributes)
+    off_kb = emitted and not (is_kb_key(kb, pred.entity) and pred.attribute in kb.schema.attributes)
     refused = pred.refused or not pred.knowledge
     entry_match = item.accepts(looked_up) and pred.attribute == item.attribute
     retrieved = (not item.should_refuse) and not refused and (entry_match or pred.knowledge == item.knowledge)
@@ -59,13 +62,14 @@ def score_item(item: TestItem, pred: Prediction, kb) -> dict:
         "entity_correct": item.entity is not None and item.accepts(looked_up),
         "attribute_correct": item.attribute is not None and pred.attribute == item.attribute,
         "retrieval_correct": bool(retrieved),
-        "invalid_query": bool(invalid),
+        "off_kb_query": bool(off_kb),
+        "invalid_query": bool(off_kb and pred.linked_entity is not None),
         "extra": pred.extra,
     }
 
 
 def aggregate(rows: list[dict]) -> dict:
-    """Entity / attribute / retrieval accuracy, invalid-query rate and refusal scores over `rows`."""
+    """Entity / attribute / retrieval accuracy, invalid- and off-KB-query rates and refusal scores over `rows`."""
     with_entity = [r for r in rows if r["gold_entity"] is not None]
     with_attr = [r for r in with_entity if r["gold_attribute"] is not None]
     answerable = [r for r in rows if not r["should_refuse"]]
@@ -75,6 +79,7 @@ def aggregate(rows: list[dict]) -> dict:
         "attribute_accuracy": proportion_of(r["attribute_correct"] for r in with_attr),
         "retrieval_accuracy": proportion_of(r["retrieval_correct"] for r in answerable),
         "invalid_query_rate": proportion_of(r["invalid_query"] for r in rows),
+        "off_kb_query_rate": proportion_of(r.get("off_kb_query", r["invalid_query"]) for r in rows),
         "refusal": refusal_scores([r["should_refuse"] for r in rows], [r["refused"] for r in rows]),
     }
 
