@@ -6,7 +6,10 @@ Each setting runs in its own process (so peak RSS is its own) for one warm-up st
 of the real training loop (ktune.train.trainer.setup / train_step). Settings:
   bf16 / fp32                    weights dtype
   group / pack / random          length-grouped batches, grouped + packed rows, plain shuffled batches (padding)
-  target-head / full-head        LM head on target positions only vs on every position (the usual way)
+  target / full / query-vocab    LM head on target positions only, on every position (the usual way), or on
+                                 target positions with query-step targets over the KB's query vocabulary only
+                                 (--query-head kb; needs the dataset's KB: --kb or the default KB)
+bf16 settings are skipped on a CPU without native bf16 (AVX512-BF16/AMX), where bf16 matmuls are ~60x slower.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import tempfile
 import time
 
 SETTINGS = [
-    {"dtype": "bf16", "batching": "group", "head": "target"},
     {"dtype": "fp32", "batching": "group", "head": "target"},
+    {"dtype": "fp32", "batching": "pack", "head": "target"},
+    {"dtype": "fp32", "batching": "pack", "head": "query-vocab"},
+    {"dtype": "fp32", "batching": "group", "head": "full"},
     {"dtype": "bf16", "batching": "pack", "head": "target"},
-    {"dtype": "bf16", "batching": "random", "head": "target"},
-    {"dtype": "bf16", "batching": "group", "head": "full"},
+    {"dtype": "bf16", "batching": "pack", "head": "query-vocab"},
 ]
+QUERY_HEAD = {"target": "full", "full": "full", "query-vocab": "kb"}  # TrainConfig.query_head per setting
 
 
 class FullHeadLoss:
@@ -35,7 +40,7 @@ class FullHeadLoss:
     def __init__(self, model):
         self.model = model
 
-    def __call__(self, input_ids, labels, weights, attention_mask=None, position_ids=None):
+    def __call__(self, input_ids, labels, weights, attention_mask=None, position_ids=None, query_mask=None):
         from ktune.train.loss import full_logits_loss
 
         loss = full_logits_loss(self.model, input_ids, attention_mask, labels, position_ids=position_ids)
@@ -54,7 +59,8 @@ def one(args, setting: dict) -> dict:
         cfg = TrainConfig(base=args.base, data=args.data, out=out, steps=args.steps + 1, batch_size=args.batch_size,
                           dtype=setting["dtype"], batching=setting["batching"], device=args.device,
                           answer_fraction=args.answer_fraction, max_length=args.max_length, eval_every=0,
-                          save_every=0, subset=args.subset, threads=args.threads)
+                          save_every=0, subset=args.subset, threads=args.threads,
+                          query_head=QUERY_HEAD[setting["head"]], kb=args.kb)
         if args.threads is not None:
             torch.set_num_threads(args.threads or 1)
         s = setup(cfg)
@@ -83,6 +89,7 @@ def parse(argv=None):
     p.add_argument("--answer-fraction", type=float, default=0.1)
     p.add_argument("--subset", type=int, default=2000)
     p.add_argument("--device", default="auto")
+    p.add_argument("--kb", help="the dataset's KB, for the query-vocab setting (default: the default KB)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is faster on a busy CPU)")
     p.add_argument("--only", type=int, help="run only setting number N (used by the child processes)")
     p.add_argument("--infer", metavar="RUN", help="instead: greedy query decoding speed, base vs RUN's LoRA model")
@@ -156,8 +163,13 @@ def main(argv=None) -> int:
     if args.only is not None:
         print(json.dumps(one(args, SETTINGS[args.only])))
         return 0
+    from ktune.train.loading import cpu_has_fast_bf16, resolve_device
+
     rows = []
     for i, setting in enumerate(SETTINGS):
+        if setting["dtype"] == "bf16" and resolve_device(args.device) == "cpu" and not cpu_has_fast_bf16():
+            print(f"setting {setting} skipped: this CPU has no native bf16", file=sys.stderr)
+            continue
         cmd = [sys.executable, __file__, *(argv or sys.argv[1:]), "--only", str(i)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -166,7 +178,7 @@ def main(argv=None) -> int:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         if not args.json:
             r = rows[-1]
-            print(f"{r['dtype']:<5} {r['batching']:<7} {r['head']:<7} head: {r['s_per_step']:>7.3f} s/step "
+            print(f"{r['dtype']:<5} {r['batching']:<7} {r['head']:<11} head: {r['s_per_step']:>7.3f} s/step "
                   f"{r['tokens_per_s']:>8.1f} tokens/s  {r['tokens_per_step']:>6.0f} tokens/step  "
                   f"peak RSS {r['peak_rss_mb']} MB  ({r['device']}, {r['threads']} threads)", flush=True)
     if args.json:

@@ -125,7 +125,7 @@ def test_the_subset_head_gives_the_same_constrained_queries_as_the_full_head(tin
 def test_subset_head_logits_equal_the_full_logits_on_its_tokens(tiny_lm):
     import torch
 
-    from ktune.pipeline.head import SubsetHead
+    from ktune.query_vocab import SubsetHead
 
     model, _ = tiny_lm
     ids = [3, 10, 17, 40]

@@ -21,6 +21,9 @@ HELP = {
     "answer_fraction": "share of in-KB records that also get an answer-step example",
     "batching": "group: length-grouped batches; pack: grouped, then packed into fewer rows; random: shuffled",
     "prompt_format": "auto: the tokenizer's chat template when it has one, else the plain format",
+    "query_head": "query-step softmax: kb (the KB's query vocabulary, as the pipeline decodes; ~20x less LM-head "
+                  "work on Gemma-3), full (whole vocabulary), auto (kb when the dataset's KB is at hand)",
+    "kb": "the dataset's KB, for --query-head (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)",
     "eval_every": "generation check (dev entity/attribute accuracy) every N steps (0: at the end only)",
     "save_every": "checkpoint every N steps (0: none)",
     "resume": "continue from the latest checkpoint in --out",

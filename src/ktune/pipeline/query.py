@@ -10,8 +10,8 @@ from rapidfuzz import process as fuzz_process
 from ktune.kb.linker import normalize
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Beam, Decoder
-from ktune.pipeline.head import SubsetHead, output_embeddings_owner, subset_head
 from ktune.pipeline.trie import QueryGrammar
+from ktune.query_vocab import SubsetHead, output_embeddings_owner, query_token_ids, subset_head
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,9 @@ class QueryStage:
             return None
         if self._head is None:
             owner, name = output_embeddings_owner(self.decoder.model)
-            ids = self.grammar.token_ids | set(self.decoder.end_ids) | {self.decoder.pad_id}
-            self._head = SubsetHead(getattr(owner, name), sorted(ids))
+            # the rows training used for query-step targets (ktune.query_vocab), a superset of the grammar's
+            ids = query_token_ids(self.kb, self.decoder.tokenizer, self.fmt, [*self.decoder.end_ids, self.decoder.pad_id])
+            self._head = SubsetHead(getattr(owner, name), ids)
         return self._head
 
     @property

@@ -13,6 +13,7 @@ BATCHING = ("group", "pack", "random")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 PROMPT_FORMATS = ("auto", "plain", "chat")
+QUERY_HEADS = ("auto", "kb", "full")
 
 
 @dataclass
@@ -45,6 +46,11 @@ class TrainConfig:
     dtype: str = "auto"
     device: str = "auto"
     prompt_format: str = "auto"  # auto: the chat template when the tokenizer has one, else the plain format
+    # query-step softmax: "kb" over the query vocabulary of the dataset's KB (ktune.query_vocab: what the pipeline
+    # decodes queries from; ~20x less LM-head work on Gemma-3), "full" over the whole vocabulary, "auto": kb when
+    # the dataset's KB is at hand (--kb, $KTUNE_KB or the default KB, same version as the dataset), else full
+    query_head: str = "auto"
+    kb: str | None = None  # the dataset's KB (for query_head); default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite
     gradient_checkpointing: bool = False
     seed: int = 0
     eval_every: int = 50  # generation check (query-step entity/attribute accuracy) every N steps; 0: only at the end
@@ -66,6 +72,7 @@ class TrainConfig:
         self._check_choice("batching", BATCHING)
         self._check_choice("dtype", DTYPES)
         self._check_choice("prompt_format", PROMPT_FORMATS)
+        self._check_choice("query_head", QUERY_HEADS)
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"device {self.device!r} is not one of {DEVICES} (or cuda:N)")
         for name in ("batch_size", "grad_accum", "max_length", "lora_r", "lora_alpha", "eval_samples",

@@ -134,7 +134,8 @@ def pack_rows(examples: list[Example]) -> list[list[Example]]:
 
 
 def collate(examples: list[Example], pad_id: int, weights: dict[str, float], pack: bool = False) -> dict:
-    """Right-padded tensors: input_ids, labels, per-token loss weights, n_tokens, and either attention_mask
+    """Right-padded tensors: input_ids, labels, per-token loss weights, query_mask (tokens of query-step examples,
+    scored over the query vocabulary when training uses it), n_tokens, and either attention_mask
     (one example per row) or position_ids restarting at 0 for each example (packed rows, no attention_mask:
     transformers then masks attention block-diagonally so packed examples never see each other)."""
     import torch
@@ -145,6 +146,7 @@ def collate(examples: list[Example], pad_id: int, weights: dict[str, float], pac
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     w = torch.zeros((len(rows), width), dtype=torch.float32)
+    query = torch.zeros((len(rows), width), dtype=torch.bool)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     for r, row in enumerate(rows):
         at = 0
@@ -154,10 +156,11 @@ def collate(examples: list[Example], pad_id: int, weights: dict[str, float], pac
             labels[r, at:at + n] = torch.tensor(ex.labels)
             mask[r, at:at + n] = 1
             w[r, at:at + n] = weights.get(ex.step, 1.0)
+            query[r, at:at + n] = ex.step == "query"
             pos[r, at:at + n] = torch.arange(n)
             at += n
         pos[r, at:] = torch.arange(width - at)  # padding: a sequence of its own, no loss
-    batch = {"input_ids": ids, "labels": labels, "weights": w, "n_tokens": int(mask.sum())}
+    batch = {"input_ids": ids, "labels": labels, "weights": w, "query_mask": query, "n_tokens": int(mask.sum())}
     if pack:
         batch["position_ids"] = pos
     else:

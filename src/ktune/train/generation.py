@@ -47,14 +47,22 @@ def greedy_queries(model, tokenizer, fmt: PromptFormat, questions: list[str], **
     return [fmt.parse_query(t + fmt.stop) for t in texts]
 
 
-def query_accuracy(model, tokenizer, fmt: PromptFormat, records: list[dict], *, batch_size: int = 16) -> dict:
-    """Exact-match accuracy of the generated entity, attribute and both, on records (entity None = no query)."""
+def query_accuracy(model, tokenizer, fmt: PromptFormat, records: list[dict], *, batch_size: int = 16,
+                   query_ids: list[int] | None = None) -> dict:
+    """Exact-match accuracy of the generated entity, attribute and both, on records (entity None = no query).
+
+    `query_ids`: decode over the query vocabulary only (as the pipeline does, and as training scored them)."""
+    from ktune.query_vocab import SubsetHead, output_embeddings_owner, subset_head
+
     if not records:
         return {"n": 0}
     was_training = model.training
     model.eval()
+    place = output_embeddings_owner(model) if query_ids else None
+    head = SubsetHead(getattr(*place), query_ids) if place else None
     try:
-        preds = greedy_queries(model, tokenizer, fmt, [r["question"] for r in records], batch_size=batch_size)
+        with subset_head(model, head):
+            preds = greedy_queries(model, tokenizer, fmt, [r["question"] for r in records], batch_size=batch_size)
     finally:
         model.train(was_training)
     ent = att = both = 0

@@ -189,6 +189,7 @@ def run_info(s: Session, state: dict) -> RunInfo:
     config = cfg.to_dict()
     config.update(base_path=s.base_info["path"], resolved_dtype=s.base_info["dtype"],
                   dtype_reason=s.base_info["dtype_reason"], device_used=s.base_info["device"],
+                  query_head_used=s.base_info.get("query_head"),
                   processes=s.accelerator.num_processes, total_steps=s.total_steps, sources=cfg.sources)
     history = state["history"]
     evals = state["evals"]

@@ -30,27 +30,65 @@ def decoder_body(causal_lm):
 class TargetLoss(nn.Module):
     """Wraps a (PEFT) causal LM; forward returns (weighted loss sum, weight sum, token count).
 
+    `query_ids` (ktune.query_vocab): query-step targets (marked by the batch's `query_mask`) are scored by a
+    softmax over those vocabulary rows only, the distribution the pipeline decodes queries from; other targets
+    (answer step, instruction) over the whole vocabulary. None: every target over the whole vocabulary.
     A module of its own so DDP/FSDP/DeepSpeed wrappers see the forward call (accelerate.prepare wraps this).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, query_ids: list[int] | None = None):
         super().__init__()
         self.model = model
+        self.query_ids = None if query_ids is None else torch.tensor(sorted(set(query_ids)), dtype=torch.long)
+        self._rows = None  # (the frozen head rows of query_ids, full id -> row index), built on first use
 
-    def forward(self, input_ids, labels, weights, attention_mask=None, position_ids=None):
+    def forward(self, input_ids, labels, weights, attention_mask=None, position_ids=None, query_mask=None):
         causal_lm = unwrap_causal_lm(self.model)
         hidden = decoder_body(causal_lm)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                          use_cache=False)
         hidden = hidden.last_hidden_state[:, :-1]
         targets = labels[:, 1:]
         keep = targets != IGNORE
-        logits = causal_lm.get_output_embeddings()(hidden[keep])
+        w = weights[:, 1:]
+        head = causal_lm.get_output_embeddings()
+        if self.query_ids is None or query_mask is None:
+            parts = [(head(hidden[keep]), targets[keep], w[keep])]
+        else:
+            in_query = keep & query_mask[:, 1:].bool()
+            other = keep & ~in_query
+            rows, row_of = self._subset_rows(head)
+            sub_targets = row_of[targets[in_query]]
+            if bool((sub_targets < 0).any()):
+                raise ValueError("a query-step target token is outside the query vocabulary (ktune.query_vocab)")
+            sub_logits = hidden[in_query] @ rows.T
+            if getattr(head, "bias", None) is not None:
+                sub_logits = sub_logits + head.bias[self.query_ids.to(head.bias.device)]
+            parts = [(sub_logits, sub_targets, w[in_query]), (head(hidden[other]), targets[other], w[other])]
         softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        token_loss = F.cross_entropy(logits.float(), targets[keep], reduction="none")
-        w = weights[:, 1:][keep].to(token_loss.dtype)  # per-token weights, shifted like the labels
-        return (token_loss * w).sum(), w.sum(), keep.sum()
+        loss_sum = hidden.new_zeros((), dtype=torch.float32)
+        for logits, tgt, tw in parts:
+            if tgt.numel() == 0:
+                continue
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            token_loss = F.cross_entropy(logits.float(), tgt, reduction="none")
+            loss_sum = loss_sum + (token_loss * tw.to(token_loss.dtype)).sum()
+        return loss_sum, w[keep].sum(), keep.sum()
+
+    def _subset_rows(self, head):
+        """(head rows of query_ids, full id -> row index); the rows are cached while the head is frozen (LoRA)."""
+        weight = head.weight
+        if self._rows is None or self._rows[1].device != weight.device:
+            ids = self.query_ids.to(weight.device)
+            row_of = torch.full((weight.shape[0],), -1, dtype=torch.long, device=weight.device)
+            row_of[ids] = torch.arange(len(ids), device=weight.device)
+            self._rows = (None, row_of)
+        ids = self.query_ids.to(weight.device)
+        if weight.requires_grad:
+            return weight[ids], self._rows[1]
+        if self._rows[0] is None or self._rows[0].dtype != weight.dtype:
+            self._rows = (weight.detach()[ids].contiguous(), self._rows[1])
+        return self._rows
 
 
 def full_logits_loss(model, input_ids, attention_mask, labels, position_ids=None) -> torch.Tensor:

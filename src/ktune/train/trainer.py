@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -41,6 +42,7 @@ class Session:
     total_steps: int = 0
     batches_per_epoch: int = 0
     timings: dict = field(default_factory=dict)
+    query_ids: list | None = None  # the query vocabulary of query-step targets (None: the whole vocabulary)
     _epoch: tuple = (-1, [])  # (epoch, its batches): epoch_batches is a pure function, cached per epoch
 
     def batches_of(self, epoch: int) -> list[list[int]]:
@@ -103,11 +105,12 @@ def setup(config: TrainConfig) -> Session:
                                       answer_fraction=config.answer_fraction, answer_refusals=config.answer_refusals,
                                       seed=config.seed)
     dev = _dev_records(config, records)
+    query_ids, base_info["query_head"] = query_head_ids(config, manifest, tokenizer, fmt, examples)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     peft_model = lora_model(model, config)
-    s = Session(config, Path(config.out), accelerator, peft_model, TargetLoss(peft_model), tokenizer, fmt,
-                examples, counts, dev, manifest, base_info)
+    s = Session(config, Path(config.out), accelerator, peft_model, TargetLoss(peft_model, query_ids), tokenizer, fmt,
+                examples, counts, dev, manifest, base_info, query_ids=query_ids)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     s.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     world = accelerator.num_processes
@@ -121,6 +124,36 @@ def setup(config: TrainConfig) -> Session:
              "%.2fM trainable parameters; prompt format %s", config.base, config.method, len(examples), counts,
              s.total_steps, config.batch_size, config.grad_accum, world, n_train / 1e6, fmt.name)
     return s
+
+
+def query_head_ids(config: TrainConfig, manifest: dict, tokenizer, fmt: PromptFormat, examples) -> tuple[list | None, dict]:
+    """The query vocabulary (ktune.query_vocab) for query-step targets, or None (whole vocabulary), and why."""
+    from ktune.kb import KnowledgeBase
+    from ktune.paths import default_kb_path
+    from ktune.query_vocab import query_token_ids
+
+    def whole(reason: str) -> tuple[None, dict]:
+        if config.query_head == "kb":
+            raise ConfigError(f"--query-head kb: {reason}; pass --kb PATH (the dataset's KB) or --query-head full")
+        log.info("query step over the whole vocabulary: %s", reason)
+        return None, {"mode": "full", "reason": reason}
+
+    if config.query_head == "full":
+        return None, {"mode": "full", "reason": "requested"}
+    if config.method != "knowledge":
+        return whole(f"method {config.method} has no query step")
+    target = config.kb or os.environ.get("KTUNE_KB") or str(default_kb_path())
+    if "://" not in target and not Path(target).is_file():
+        return whole(f"no KB at {target}")
+    with KnowledgeBase.open(target) as kb:
+        if manifest.get("kb_version") and kb.version != manifest["kb_version"]:
+            return whole(f"the KB at {target} is version {kb.version}, the dataset was built from {manifest['kb_version']}")
+        ids = set(query_token_ids(kb, tokenizer, fmt))
+    outside = {t for ex in examples if ex.step == "query" for t in ex.labels if t >= 0 and t not in ids}
+    if outside:  # query targets the KB does not spell (e.g. a KB edited since the build): keep them trainable
+        log.warning("%d query-target tokens are outside the KB's query vocabulary; added to it", len(outside))
+    log.info("query step over the KB's query vocabulary: %d of %d tokens (KB %s)", len(ids), len(tokenizer), target)
+    return sorted(ids | outside), {"mode": "kb", "kb": target, "tokens": len(ids | outside), "outside": len(outside)}
 
 
 def _dev_records(config: TrainConfig, train_records: list[dict]) -> list[dict]:
@@ -178,7 +211,7 @@ def generation_check(s: Session, step: int) -> dict | None:
     if not s.dev or not s.accelerator.is_main_process:
         return None
     t0 = time.perf_counter()
-    result = query_accuracy(s.model, s.tokenizer, s.fmt, s.dev)
+    result = query_accuracy(s.model, s.tokenizer, s.fmt, s.dev, query_ids=s.query_ids)
     result.update(step=step, seconds=round(time.perf_counter() - t0, 2))
     log.info("step %d generation check on %d dev questions: entity %.3f, attribute %.3f, query %.3f",
              step, result["n"], result["entity_acc"], result["attribute_acc"], result["query_acc"])
