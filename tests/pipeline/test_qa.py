@@ -157,3 +157,15 @@ def test_rerank_prefers_the_key_the_question_mentions(qa):
     beams = [_beam(qa, "偏头痛", "就诊科室", -0.1), _beam(qa, "高血压", "就诊科室", -0.5)]
     chosen = qa.query_stage.rerank("我有高血压，挂什么科", free, beams)
     assert (chosen.linked_entity, chosen.attribute) == ("高血压", "就诊科室")
+
+
+def test_rerank_refuses_when_the_free_entity_links_only_by_a_fuzzy_guess(qa):
+    free = Query("高血压病足", "就诊科室", "高血压", 0.72, "fuzzy", raw="高血压病足|就诊科室")
+    chosen = qa.query_stage.rerank("高血压病足挂什么科", free, [_beam(qa, "偏头痛", "就诊科室")])
+    assert chosen.linked_entity is None and chosen.entity == "高血压病足"  # not answered about another entry
+
+
+def test_rerank_accepts_a_homophone_typo_as_agreement(qa):
+    free = Query("偏头通", "就诊科室", "偏头痛", 0.8, "pinyin", raw="偏头通|就诊科室")
+    chosen = qa.query_stage.rerank("偏头通挂什么科", free, [_beam(qa, "偏头痛", "就诊科室")])
+    assert (chosen.linked_entity, chosen.attribute) == ("偏头痛", "就诊科室")

@@ -22,8 +22,11 @@ def slug(name: str) -> str:
 
 
 def is_kb_key(kb, surface: str) -> bool:
-    """A valid KB key as the constraint defines it: an entity name or one of the KB's aliases."""
-    return kb.has_entity(surface) or surface in kb.linker.by_alias
+    """A valid KB key: an entity name or one of the KB's aliases, up to case and character width (维生素Ｃ丸 is
+    维生素C丸: the same key written another way, not a guess)."""
+    from ktune.kb.linker import normalize
+
+    return kb.has_entity(surface) or surface in kb.linker.by_alias or normalize(surface) in kb.linker.surfaces
 
 
 def score_item(item: TestItem, pred: Prediction, kb) -> dict:

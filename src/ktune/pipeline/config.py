@@ -50,6 +50,8 @@ class PipelineConfig:
     # stage-1 LM head: "kb" computes logits only for tokens of KB names/aliases/attributes (exact under the
     # grammar, ~10x less head compute on Gemma's 262k vocabulary); "full" = the whole vocabulary
     query_vocab: str = "kb"
+    # longest KB mention: an entity written in the question inside a longer KB name/alias -> query the longer one
+    longest_mention: bool = True
 
     def __post_init__(self):
         if self.query_mode not in QUERY_MODES:

@@ -1,0 +1,61 @@
+"""Stage-1 resolution without a model: the longest KB mention in the question, and which free queries miss."""
+
+import json
+
+import pytest
+
+from ktune.pipeline import PipelineConfig
+from ktune.pipeline.query import Query, QueryStage
+from ktune.prompt import PromptFormat
+
+RECORDS = [
+    {"中心词": "丝瓜", "功效": ["清热化痰"], "性味": ["甘", "凉"]},
+    {"中心词": "丝瓜皮", "入药部位": ["果皮"], "功效": ["清热解毒"]},
+    {"中心词": "系统性红斑狼疮", "常见症状": ["蝶形红斑"], "就诊科室": ["风湿免疫科"]},
+    {"中心词": "系统性红斑狼疮所致脊髓病", "检查": ["脊髓MRI"], "别称": ["狼疮脊髓病"]},
+    {"中心词": "阿司匹林肠溶片", "不良反应": ["胃肠道反应"], "适应症": ["解热镇痛"], "成份": ["阿司匹林"]},
+]
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    from ktune.kb import KnowledgeBase
+
+    root = tmp_path_factory.mktemp("resolution")
+    src = root / "kb.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS), "utf-8")
+    kb = KnowledgeBase.open(root / "kb.sqlite", create=True)
+    kb.import_file(src)
+    yield QueryStage(None, kb, PromptFormat(), PipelineConfig())
+    kb.close()
+
+
+def test_an_entity_written_inside_a_longer_kb_name_in_the_question_becomes_the_longer_one(stage):
+    q = stage.extend_to_mention("丝瓜皮药用部位", Query("丝瓜", "入药部位", "丝瓜", 1.0, "exact", "丝瓜|入药部位"))
+    assert (q.entity, q.linked_entity, q.attribute) == ("丝瓜皮", "丝瓜皮", "入药部位")
+    assert q.link_method.startswith("longest_mention") and q.raw == "丝瓜|入药部位"
+    q = stage.extend_to_mention("系统性红斑狼疮所致脊髓病需要做哪些检查？",
+                                Query("系统性红斑狼疮", "检查", "系统性红斑狼疮", 1.0, "exact"))
+    assert q.linked_entity == "系统性红斑狼疮所致脊髓病"
+
+
+def test_the_longest_mention_keeps_queries_it_does_not_contain_and_refusals(stage):
+    plain = Query("丝瓜", "功效", "丝瓜", 1.0, "exact")
+    assert stage.extend_to_mention("丝瓜有什么功效？", plain) == plain
+    assert stage.extend_to_mention("丝瓜皮能吃吗", Query("冬瓜", "功效", None)) == Query("冬瓜", "功效", None)
+    nothing = Query(None, None, None, link_method="no_query")
+    assert stage.extend_to_mention("丝瓜皮药用部位", nothing) == nothing
+
+
+def test_the_longest_mention_keeps_the_attribute_so_a_missing_field_is_refused_not_swapped(stage):
+    q = stage.extend_to_mention("丝瓜皮性味如何", Query("丝瓜", "性味", "丝瓜", 1.0, "exact"))
+    assert q.linked_entity == "丝瓜皮" and q.attribute == "性味"
+    assert "性味" not in stage.kb.attributes_of("丝瓜皮")
+
+
+def test_a_free_query_misses_on_an_attribute_its_entitys_kind_never_has(stage):
+    assert stage._misses(Query("阿司匹林肠溶片", "毒性", "阿司匹林肠溶片", 1.0, "exact"))  # a herb field of a drug
+    assert not stage._misses(Query("阿司匹林肠溶片", "禁忌", "阿司匹林肠溶片", 1.0, "exact"))  # a drug field it lacks
+    assert not stage._misses(Query("阿司匹林肠溶片", "不良反应", "阿司匹林肠溶片", 1.0, "exact"))
+    assert stage._misses(Query("阿斯匹林", "不良反应", "阿司匹林肠溶片", 0.8, "fuzzy"))
+    assert not stage._misses(Query(None, None, None, link_method="no_query"))
