@@ -64,9 +64,15 @@ def test_fewshot_trains_one_run_per_size_and_plots(tiny_eval_run, tmp_path):
 
     with KnowledgeBase.open(kb_path) as kb:
         fs = run_fewshot_suite(kb, data, tmp_path, base, train_fn=tiny_train, progress=False)
-    assert [n for n, _ in trained] == [4, 11]
-    assert set(fs["points"]) == {"4", "11"}
-    assert fs["points"]["11"]["test_seen"]["retrieval_accuracy"]["n"] == 4
+        assert [n for n, _ in trained] == [4, 11]
+        assert set(fs["points"]) == {"4", "11"}
+        assert fs["points"]["11"]["test_seen"]["retrieval_accuracy"]["n"] == 4
+        trained.clear()
+        with_run = run_fewshot_suite(kb, data, tmp_path / "all", base, train_fn=tiny_train, progress=False,
+                                     full_run=run)
+    n_all = RunInfo.load(run).metrics["data"]["records"]
+    assert trained == [(4, 10)] and with_run["sizes"] == [4, n_all]  # the run stands for subsets >= its size
+    assert with_run["points"][str(n_all)]["steps"] == RunInfo.load(run).metrics["steps_done"]
     files = write_report({"fewshot": fs}, tmp_path / "report")
     assert files["fewshot_png"].read_bytes()[:4] == b"\x89PNG"
     assert "| 11 |" in (tmp_path / "report" / "report.md").read_text("utf-8")

@@ -115,7 +115,7 @@ def _fewshot(kb, cfg, args) -> dict:
     sizes = [int(s) for s in _split_list(args.fewshot_sizes) or []] or None
     return run_fewshot_suite(kb, cfg.data_dir, cfg.out_dir, base_cfg, sizes=sizes, limit=cfg.limit or 100,
                              max_steps=args.fewshot_max_steps, max_minutes=args.fewshot_max_minutes,
-                             progress=cfg.progress)
+                             progress=cfg.progress, full_run=cfg.run_dir)
 
 
 def _summary(results: dict) -> dict:

@@ -36,18 +36,23 @@ def cpu_schedule(base_cfg, n: int, epochs: float = 2.0, max_steps: int = 200, ma
 
 def run_fewshot_suite(kb, data_dir, out_dir, base_cfg, sizes: list[int] | None = None, limit: int | None = 100,
                       train_fn=None, epochs: float = 2.0, max_steps: int = 200, max_minutes: float | None = 5.0,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, full_run: str | Path | None = None) -> dict:
     """Train one run per size under out_dir/fewshot/N and score it; returns {"points": {N: {split: metrics}}}.
 
     `base_cfg` is a ktune.train.TrainConfig (base model, dtype, LoRA settings); `train_fn` defaults to
-    ktune.train.train and may be replaced (tests pass a stub, the demo a shorter schedule).
+    ktune.train.train and may be replaced (tests pass a stub, the demo a shorter schedule). `full_run`, a run
+    trained on the whole training split (the run under evaluation), is scored on the same items as the last
+    point ("all"), with its own schedule.
     """
     from ktune.eval.systems import PipelineSystem
 
     if train_fn is None:
         from ktune.train import train as train_fn
     sizes = sizes or available_sizes(data_dir)
-    if not sizes:
+    n_full = _run_records(full_run) if full_run is not None else None
+    if n_full is not None:  # the full run stands for every subset as large as its training split
+        sizes = [n for n in sizes if n < n_full]
+    if not sizes and n_full is None:
         raise ConfigError(f"no {data_dir}/fewshot/train_N.jsonl files; build the dataset with `ktune data build`")
     splits = load_test_items(data_dir, kb, splits=FEWSHOT_SPLITS, limit=limit, human=False)
     points, timings = {}, {}
@@ -65,9 +70,36 @@ def run_fewshot_suite(kb, data_dir, out_dir, base_cfg, sizes: list[int] | None =
         points[str(n)] = {s: result[s] for s in FEWSHOT_SPLITS if s in result}
         points[str(n)]["steps"] = done
         timings[str(n)] = {"train_s": round(t1 - t0, 1), "eval_s": round(time.perf_counter() - t1, 1)}
+    if full_run is not None:
+        point, timings[str(n_full)] = _full_point(kb, full_run, splits, Path(out_dir) / "fewshot" / "all" / "eval",
+                                                  progress)
+        points[str(n_full)] = point
+        sizes = sizes + [n_full]
     return {"suite": "fewshot", "sizes": sizes, "splits": {s: len(v) for s, v in splits.items()},
             "schedule": {"epochs": epochs, "max_steps": max_steps, "max_minutes": max_minutes}, "points": points, "timings_s": timings,
             "paper": {"200": 0.807}}
+
+
+def _run_records(run_dir) -> int:
+    from ktune.train import RunInfo
+
+    n = int(((RunInfo.load(run_dir).metrics or {}).get("data") or {}).get("records") or 0)
+    if n < 1:
+        raise ConfigError(f"{run_dir}/ktune.json records no training size (metrics.data.records)")
+    return n
+
+
+def _full_point(kb, run_dir, splits, out: Path, progress: bool) -> tuple[dict, dict]:
+    """(metrics per split + steps, timings) of the run trained on the whole training split."""
+    from ktune.eval.systems import PipelineSystem
+    from ktune.train import RunInfo
+
+    t0 = time.perf_counter()
+    name = f"knowledge-tuned n={_run_records(run_dir)} (all)"
+    result = evaluate_system(PipelineSystem(run_dir, kb, name=name), splits, kb, out, progress)
+    point = {s: result[s] for s in FEWSHOT_SPLITS if s in result}
+    point.update(steps=(RunInfo.load(run_dir).metrics or {}).get("steps_done"), run=str(run_dir))
+    return point, {"train_s": None, "eval_s": round(time.perf_counter() - t0, 1)}
 
 
 def plot_fewshot(fs: dict, path: Path) -> Path | None:

@@ -18,7 +18,7 @@ def demo_config(data_dir, out) -> TrainConfig:
         data=str(data_dir),
         out=str(out),
         method="knowledge",
-        steps=360,
+        steps=380,
         lr=5e-4,
         warmup_steps=20,
         batch_size=8,
