@@ -14,6 +14,8 @@ RECORDS = [
     {"中心词": "系统性红斑狼疮", "常见症状": ["蝶形红斑"], "就诊科室": ["风湿免疫科"]},
     {"中心词": "系统性红斑狼疮所致脊髓病", "检查": ["脊髓MRI"], "别称": ["狼疮脊髓病"]},
     {"中心词": "阿司匹林肠溶片", "不良反应": ["胃肠道反应"], "适应症": ["解热镇痛"], "成份": ["阿司匹林"]},
+    {"中心词": "痔", "常见症状": ["便血"], "就诊科室": ["肛肠科"]},
+    {"中心词": "痔疮片", "通用名": ["痔疮片"], "适应症": ["痔疮"], "不良反应": ["尚不明确"]},
 ]
 
 
@@ -39,10 +41,22 @@ def test_an_entity_written_inside_a_longer_kb_name_in_the_question_becomes_the_l
     assert q.linked_entity == "系统性红斑狼疮所致脊髓病"
 
 
+def test_a_part_of_a_kb_name_written_in_the_question_becomes_that_name_even_when_it_links_nowhere(stage):
+    q = stage.extend_to_mention("系统性红斑狼疮所致脊髓病的检查", Query("红斑狼疮所致", "检查", None, raw="红斑狼疮所致|检查"))
+    assert (q.linked_entity, q.attribute) == ("系统性红斑狼疮所致脊髓病", "检查")
+
+
+def test_the_longest_mention_must_be_a_kb_name_or_alias_not_a_derived_generic_name(stage):
+    q = Query("痔", "临床表现", "痔", 1.0, "exact")
+    assert [lk.method for lk in stage.kb.link("痔疮")][:1] in (["generic"], [])  # 痔疮 names only the product
+    assert stage.extend_to_mention("痔疮有什么症状", q) == q
+
+
 def test_the_longest_mention_keeps_queries_it_does_not_contain_and_refusals(stage):
     plain = Query("丝瓜", "功效", "丝瓜", 1.0, "exact")
     assert stage.extend_to_mention("丝瓜有什么功效？", plain) == plain
     assert stage.extend_to_mention("丝瓜皮能吃吗", Query("冬瓜", "功效", None)) == Query("冬瓜", "功效", None)
+    assert stage.extend_to_mention("冬瓜皮能吃吗", Query("瓜皮", "功效", None)) == Query("瓜皮", "功效", None)
     nothing = Query(None, None, None, link_method="no_query")
     assert stage.extend_to_mention("丝瓜皮药用部位", nothing) == nothing
 
