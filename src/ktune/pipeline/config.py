@@ -19,9 +19,9 @@ from ktune.errors import ConfigError
 # Gemma-3-270M demo run, entity / retrieval accuracy, share of not-in-KB questions refused:
 #   free 0.76 / 0.62 / 0.95   greedy 0.86 / 0.75 / 0.38   rerank (1 beam) 0.85 / 0.74 / 0.90
 #   fallback (4 beams) 0.90 / 0.75 / 0.86
-# The re-rank keeps the refusal when the free output names an entity the linker cannot find and no
-# constrained candidate agrees with it (see QueryStage.rerank): greedy trie decoding alone forces a KB key
-# onto questions the KB cannot answer.
+# The re-rank keeps the refusal when the free output names an entity the linker cannot find (or finds only
+# by a fuzzy guess) and no constrained candidate agrees with it (see QueryStage.rerank): greedy trie decoding
+# alone forces a KB key onto questions the KB cannot answer.
 QUERY_MODES = ("free", "greedy", "beam", "rerank", "fallback")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTRIBUTE_SCOPES = ("entity", "kind")

@@ -88,7 +88,6 @@ class QueryGrammar:
         separator: str = "|",
         stop: str = "\n",
         no_query: str = "无",
-        all_attributes: Iterable[str] = (),
     ):
         self.tokenizer = tokenizer
         self.surfaces = surfaces  # surface -> canonical KB entities
@@ -104,13 +103,9 @@ class QueryGrammar:
         names = sorted(
             s for s in surfaces if s and not any(b in s for b in banned) and self.attributes_for_surface(s)
         )
-        self.token_ids: set[int] = {*self.sep_ids, *self.stop_ids, *self.no_query_ids}
         for name, ids in zip(names, _encode_many(tokenizer, names), strict=True):
             if ids:
                 self.entity_trie.insert(ids + self.sep_ids, name)
-                self.token_ids.update(ids)
-        for ids in _encode_many(tokenizer, list(all_attributes)):
-            self.token_ids.update(ids)
         self.entity_trie.insert(self.no_query_ids + self.stop_ids, NO_QUERY)
         log.debug("query grammar: %d surfaces in the entity trie", self.entity_trie.size)
 
@@ -143,7 +138,6 @@ class QueryGrammar:
             separator=prompt_format.separator,
             stop=prompt_format.stop,
             no_query=prompt_format.no_query,
-            all_attributes=kb.schema.names,
         )
 
     # --- look-ups -----------------------------------------------------------------------------
