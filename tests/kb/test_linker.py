@@ -51,8 +51,13 @@ def test_generic_name_lists_every_product_plainest_first(link_kb):
     assert {x.method for x in links} == {"generic"} and links[0].score == 0.9
 
 
-def test_truncated_name_prefers_the_entity_containing_it(link_kb):
+def test_a_name_without_its_disease_suffix_links_as_a_variant(link_kb):
     links = link_kb.link("肝胆管结石")
+    assert [(x.entity, x.method, x.score) for x in links] == [("肝胆管结石病", "variant", 0.86)]
+
+
+def test_truncated_name_prefers_the_entity_containing_it(link_kb):
+    links = link_kb.link("肝胆管结")
     assert [x.entity for x in links[:2]] == ["肝胆管结石病", "肝内胆管结石"]
     assert links[0].method == "fuzzy" and links[0].score > links[1].score >= 0.7
 
@@ -76,7 +81,7 @@ def test_a_pinyin_homophone_is_linked(link_kb, typo, entity):
 
 
 def test_exact_beats_alias_beats_fuzzy(link_kb):
-    scores = [link_kb.link(t)[0].score for t in ("偏头痛", "偏头疼", "尿素维e乳膏", "二甲双胍", "高血鸭", "肝胆管结石")]
+    scores = [link_kb.link(t)[0].score for t in ("偏头痛", "偏头疼", "尿素维e乳膏", "二甲双胍", "肝胆管结石", "高血鸭", "肝胆管结")]
     assert scores == sorted(scores, reverse=True) and scores[0] == 1.0
 
 
@@ -131,5 +136,40 @@ def test_text_longer_than_any_reachable_surface_skips_pinyin_and_fuzzy(link_kb, 
     monkeypatch.setattr(linker, "_fuzzy", lambda *a: calls.append("fuzzy"))
     monkeypatch.setattr(linker, "_pinyin_match", lambda *a: calls.append("pinyin"))
     assert link_kb.link("偏头痛发作" * 200) == [] and calls == []
-    link_kb.link("偏头痛发作")
+    link_kb.link("偏头痛加重")
     assert calls == ["pinyin", "fuzzy"]
+
+
+@pytest.mark.parametrize(
+    "text,entity,method",
+    [
+        ("轻度偏头痛", "偏头痛", "modifier"),  # severity word before a KB name
+        ("偏头痛患者", "偏头痛", "modifier"),
+        ("反复发作的偏头痛", "偏头痛", "modifier"),
+        ("肝胆管结石症", "肝胆管结石病", "variant"),  # another disease suffix
+    ],
+)
+def test_modifiers_and_suffix_variants_reach_the_kb_name(link_kb, text, entity, method):
+    assert top(link_kb, text) == (entity, method)
+
+
+def test_a_modifier_never_hides_a_kb_name_that_contains_it(link_kb):
+    # 儿童急性中耳炎 is its own entry: the exact tier wins over stripping 儿童
+    assert top(link_kb, "儿童急性中耳炎") == ("儿童急性中耳炎", "exact")
+
+
+def test_lay_names_link_only_to_entities_the_kb_has(tmp_path):
+    from ktune.kb.linker import lay_name_aliases
+
+    lay = tmp_path / "lay.json"
+    lay.write_text('{"names": {"偏头疼病": "偏头痛", "心梗": "心肌梗死", "头风": "偏头痛"}}', encoding="utf-8")
+    rows = lay_name_aliases(lay, {"偏头痛"}, taken={"头风"})
+    assert rows == [("偏头疼病", "偏头痛", "lay_name")]  # no target 心肌梗死; 头风 already a KB surface
+
+
+def test_strip_modifiers_keeps_words_that_name_a_body_part():
+    from ktune.kb.linker import strip_modifiers
+
+    assert strip_modifiers("上腹痛") == "上腹痛"
+    assert strip_modifiers("小儿轻度湿疹") == "湿疹"
+    assert strip_modifiers("孕妇") == "孕妇"  # nothing left to be a name: unchanged

@@ -2,30 +2,53 @@
 
 Tiers, tried in order (deterministic; ties broken by containment, the shorter name, the richer entry,
 then by name):
-  exact (1.0) > alias (0.95, via 别称/通用名/...) > normalized name (0.93: full/half width, case, spaces)
-  > generic name -> products (0.9) > normalized alias (0.88) > pinyin homophone (0.8)
+  exact (1.0) > alias (0.95, via 别称/通用名/... and the lay-name list lay_names.json: 心梗 -> 心肌梗死)
+  > normalized name (0.93: full/half width, case, spaces) > generic name -> products (0.9)
+  > normalized alias (0.88) > variant (0.86: the same name up to a 病/症/综合征/感染 suffix, 性, or how a type
+  number is written: 手足口 -> 手足口病, 过敏鼻炎 -> 过敏性鼻炎, 2型糖尿病 -> II型糖尿病)
+  > modifier (0.84: a KB name after removing who / how severe / when words around it: 轻度脂肪肝 -> 脂肪肝,
+  孕妇贫血 -> 贫血) > pinyin homophone (0.8)
   > fuzzy (0.68-0.8: edit distance over character bigram and skip-bigram candidates, a bonus when the
   text is contained in the surface, e.g. 肝胆管结石 -> 肝胆管结石病).
-The pinyin and fuzzy indexes are built on first use (about 0.3 s on the full CMeKG).
+Variant and modifier links are rules, not guesses: they never cross to a different KB name when the text
+itself is one (exact and alias tiers win), and the modifier list holds no word that names a body part or a
+disease (上腹痛 is not 腹痛 + modifier). The variant, pinyin and fuzzy indexes are built on first use.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from ktune.kb.aliases import DERIVED
 
+LAY_NAMES_PATH = Path(__file__).with_name("lay_names.json")
+LAY_NAME = "lay_name"  # alias predicate of the lay-name list
+
 _PUNCT = re.compile(r"[\s·•\-—_/\\,，.。:：;；'\"“”‘’]+")
 FUZZY_MIN = 0.6  # normalized Levenshtein similarity below which nothing is returned
 FUZZY_BASE, FUZZY_SPAN = 0.5, 0.3  # fuzzy score = BASE + SPAN * similarity, in [0.68, 0.8)
 FUZZY_CANDIDATES = 256
 _SKIP = "\x00"  # marks skip-bigram keys (chars i and i+2) in the candidate index
+# Suffixes that name the same condition with or without them (手足口 / 手足口病), longest first.
+_LOOSE_SUFFIXES = ("综合征", "综合症", "感染", "疾病", "病", "症")
+# How a type or stage number is written: 2型 = II型 = Ⅱ型 = 二型.
+_NUMERALS = {"ⅳ": "4", "iv": "4", "四": "4", "ⅲ": "3", "iii": "3", "三": "3", "ⅱ": "2", "ii": "2", "二": "2",
+             "ⅰ": "1", "i": "1", "一": "1"}
+_NUMBERED = re.compile(r"(ⅳ|iv|四|ⅲ|iii|三|ⅱ|ii|二|ⅰ|i|一)(?=型|期|度|级)")
+# Who, how severe, when or how often: words people put around a condition that name no other condition.
+_MODIFIER_PREFIXES = tuple(sorted(
+    """轻度 中度 重度 轻微 严重 轻型 重型 轻症 重症 早期 中期 晚期 初期 末期 急性 慢性 反复 反复发作 经常 长期 顽固
+    顽固性 小儿 儿童 宝宝 婴儿 婴幼儿 新生儿 幼儿 小孩 孩子 青少年 成人 成年人 老年 老年人 老人 中老年 孕妇 孕期
+    孕早期 孕晚期 妊娠期 怀孕 哺乳期 产后 术后 女性 男性 男人 女人 单纯 单纯性 轻度的 严重的""".split(), key=len, reverse=True))
+_MODIFIER_SUFFIXES = tuple(sorted("发作 早期 晚期 初期 患者 病人 复发".split(), key=len, reverse=True))
 
 
 @dataclass(frozen=True)
@@ -86,15 +109,20 @@ class EntityLinker:
             self.by_alias[surface].append((entity, pred))
             self.by_alias_norm[normalize(surface)].append((entity, pred))
         self.surfaces = {s: s for s in self.by_norm} | {s: s for s in self.by_alias_norm}
+        self._loose: dict[str, list[str]] | None = None
         self._grams: dict[str, list[str]] | None = None
         self._pinyin_index: dict[str, list[str]] | None = None
         self._py: _Pinyin | None = None
         self.max_len = max(map(len, self.surfaces), default=0)
 
     @classmethod
-    def from_store(cls, store) -> EntityLinker:
+    def from_store(cls, store, lay_names: Path | None = LAY_NAMES_PATH) -> EntityLinker:
         names = [n for n, _ in store.iter_entities()]
-        return cls(names, list(store.iter_aliases()), store.fact_counts())
+        aliases = list(store.iter_aliases())
+        if lay_names is not None:
+            taken = {normalize(s) for s, _, p in aliases if p != DERIVED} | set(map(normalize, names))
+            aliases += lay_name_aliases(lay_names, set(names), taken)
+        return cls(names, aliases, store.fact_counts())
 
     # --- public -------------------------------------------------------------------------------
     def link(self, text: str, k: int = 5) -> list[Link]:
@@ -113,6 +141,10 @@ class EntityLinker:
             self._add(found, e, 0.9 if derived else 0.95, "generic" if derived else f"alias:{pred}", text)
         for e, _ in self.by_alias_norm.get(norm, ()):
             self._add(found, e, 0.88, "normalized_alias", text)
+        if not found:
+            self._variant_match(found, norm, text)
+        if not found:
+            self._modifier_match(found, norm, text)
         # Text longer than every surface has no pinyin twin, and beyond max_len / FUZZY_MIN no surface can
         # reach FUZZY_MIN: skipping those tiers for long text (a sentence) changes nothing but the time.
         if not found and len(norm) <= self.max_len:
@@ -150,6 +182,35 @@ class EntityLinker:
         ents = [(e, "name") for e in sorted(self.by_norm.get(norm_surface, ()))]
         return ents + list(self.by_alias_norm.get(norm_surface, ()))
 
+    def _variant_match(self, found: dict[str, Link], norm: str, text: str) -> None:
+        if self._loose is None:
+            loose: dict[str, list[str]] = defaultdict(list)
+            for s in sorted(self.surfaces):
+                if len(key := loose_key(s)) >= 2:
+                    loose[key].append(s)
+            self._loose = loose
+        key = loose_key(norm)
+        if len(key) < 2:
+            return
+        for s in self._loose.get(key, ()):
+            for e, pred in self._entities_of(s):
+                if pred != DERIVED:  # a name derived from a drug product is no condition's variant
+                    self._add(found, e, 0.86, "variant", text)
+
+    def _modifier_match(self, found: dict[str, Link], norm: str, text: str) -> None:
+        """The KB name left after removing modifier words at either end (one or more of each)."""
+        core = strip_modifiers(norm)
+        if core == norm or len(core) < 2:
+            return
+        hits = [(e, 0.84) for e, pred in self._entities_of(core) if pred != DERIVED]
+        if not hits:
+            if self._loose is None:
+                self._variant_match({}, core, core)  # builds the index
+            hits = [(e, 0.83) for s in self._loose.get(loose_key(core), ()) for e, pred in self._entities_of(s)
+                    if pred != DERIVED]
+        for e, score in hits:
+            self._add(found, e, score, "modifier", text)
+
     def _pinyin_match(self, found: dict[str, Link], norm: str, text: str) -> None:
         if len(norm) < 2 or not any(_is_cjk(ch) for ch in norm):
             return
@@ -185,3 +246,35 @@ class EntityLinker:
                 sim = (1 + sim) / 2
             for e, _ in self._entities_of(s):
                 self._add(found, e, round(FUZZY_BASE + FUZZY_SPAN * sim, 4), "fuzzy", text)
+
+
+def loose_key(norm: str) -> str:
+    """A normalized surface without 性, with one way to write type numbers, and without a trailing
+    病/症/综合征/感染 (kept when nothing else is left)."""
+    key = _NUMBERED.sub(lambda m: _NUMERALS[m.group(1)], norm.replace("性", ""))
+    for suffix in _LOOSE_SUFFIXES:
+        if key.endswith(suffix) and len(key) - len(suffix) >= 2:
+            return key[: -len(suffix)]
+    return key
+
+
+def strip_modifiers(norm: str) -> str:
+    """`norm` without leading and trailing modifier words (轻度, 小儿, 孕妇, 术后, 反复, ... / 发作, 患者)."""
+    changed = True
+    while changed:
+        changed = False
+        for m in _MODIFIER_PREFIXES:
+            if norm.startswith(m) and len(norm) - len(m) >= 2:
+                norm, changed = norm[len(m):].lstrip("的"), True
+                break
+        for m in _MODIFIER_SUFFIXES:
+            if norm.endswith(m) and len(norm) - len(m) >= 2:
+                norm, changed = norm[: -len(m)].rstrip("的"), True
+                break
+    return norm
+
+
+def lay_name_aliases(path: Path, names: set[str], taken: set[str]) -> list[tuple[str, str, str]]:
+    """(surface, entity, "lay_name") rows from the lay-name list, for targets the KB has and surfaces it does not."""
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))["names"]
+    return [(s, e, LAY_NAME) for s, e in sorted(raw.items()) if e in names and normalize(s) not in taken]

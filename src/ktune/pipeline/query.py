@@ -15,8 +15,10 @@ from ktune.query_vocab import SubsetHead, output_embeddings_owner, query_token_i
 
 log = logging.getLogger(__name__)
 
-# Link methods that mean "the generated string IS a KB key or one of its aliases" (no guessing).
-SURE_LINKS = ("exact", "normalized", "generic", "normalized_alias")
+# Link methods that mean "the generated string IS a KB key or one of its aliases" (no guessing), or names one by
+# a linker rule (variant: 手足口 -> 手足口病; modifier: 轻度脂肪肝 -> 脂肪肝; see ktune.kb.linker).
+SURE_LINKS = ("exact", "normalized", "generic", "normalized_alias", "variant", "modifier")
+RULE_LINKS = ("variant", "modifier")
 # Links the re-rank accepts as evidence for a constrained candidate: sure ones and homophone typos (过民性紫癜 ->
 # 过敏性紫癜). A fuzzy link is not evidence: on the demo run every fuzzy-only free output was a term the KB lacks
 # (乳腺结节 -> 乳腺结核 0.725, 肝脾大 -> 脾大 0.70), and forcing a KB key on those answered the wrong question.
@@ -157,6 +159,8 @@ class QueryStage:
         if not links:
             return Query(entity, attr, None, raw=raw)
         best = self._pick_link(links, attr)
+        if best.method in RULE_LINKS:  # the query names the KB key the rule reached; `raw` keeps what was generated
+            entity = best.entity
         return Query(entity, attr, best.entity, best.score, best.method, raw)
 
     def map_attribute(self, attr: str | None) -> str | None:
