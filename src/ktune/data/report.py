@@ -113,7 +113,7 @@ def _gold(kb, splits) -> dict:
             elif (
                 r["knowledge"] != {}
                 or (r["entity"] is None and kb.has_entity(r["surface"]))
-                or (r["entity"] is not None and kb.acquire_knowledge(r["entity"], r["attribute"]) != {})
+                or (r["entity"] is not None and kb.acquire_knowledge(r["entity"], r["attribute"], fallback=True) != {})
             ):
                 bad.append(r["id"])
     return _check(bad, n)

@@ -66,7 +66,8 @@ def entity_pools(kb, predicates_of: dict[str, set[str]], protected: set[str], co
         has = [a for a in applicable if have.intersection(schema.attributes[a].predicates)]
         if has:
             attrs[e] = has
-            lacking[e] = [a for a in applicable if a not in has]
+            # a lacking attribute is a refusal only when no attribute of its intent answers it (stage 2 falls back)
+            lacking[e] = [a for a in applicable if not set(schema.intent(a)).intersection(has)]
     group_of, groups = alias_groups(sorted(kinds), kb.store.iter_aliases())
     blocked = {group_of[e] for e in protected if e in group_of}
     unseen = _hold_out(attrs, group_of, groups, blocked, config)

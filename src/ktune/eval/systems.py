@@ -36,11 +36,12 @@ class System(Protocol):
 
 
 def lookup(kb, entity: str | None, attribute: str | None, **extra) -> Prediction:
-    """Fetch the KB entry for a baseline's (entity, attribute); no query or nothing found -> refusal."""
+    """Fetch the KB entry for a baseline's (entity, attribute), with the same intent fallback as the pipeline's
+    stage 2 (so systems differ only in the query they produce); no query or nothing found -> refusal."""
     if entity is None or attribute is None:
         return Prediction(entity, attribute, None, {}, True, extra=extra)
     try:
-        know = kb.acquire_knowledge(entity, attribute) if kb.has_entity(entity) else {}
+        know = kb.acquire_knowledge(entity, attribute, fallback=True) if kb.has_entity(entity) else {}
     except UnknownAttributeError:
         know = {}
     return Prediction(entity, attribute, entity if kb.has_entity(entity) else None, know, not know, extra=extra)

@@ -77,15 +77,20 @@ class KnowledgeBase:
         """All facts of an entity ({} when the KB does not have it)."""
         return self.store.facts(entity)
 
-    def acquire_knowledge(self, entity: str, attribute: str) -> Knowledge:
+    def acquire_knowledge(self, entity: str, attribute: str, fallback: bool = False) -> Knowledge:
         """`{entity: {raw_predicate: [values]}}` for the predicates `attribute` gathers; {} when none.
 
-        Raises UnknownAttributeError for an attribute outside the schema. Never returns another entry.
+        With `fallback`, an attribute the entity has no value for is answered by the first attribute of the same
+        intent that has one (the schema's `fallback` list: 治疗方案 -> 药物治疗); the raw predicate names in the
+        result say which facts were used. Raises UnknownAttributeError for an attribute outside the schema.
+        Never returns another entity's entry.
         """
-        preds = self.schema.attribute(attribute).predicates
         facts = self.store.facts(entity)
-        hit = {p: facts[p] for p in preds if p in facts}
-        return {entity: hit} if hit else {}
+        for name in self.schema.intent(attribute) if fallback else (self.schema.attribute(attribute).name,):
+            hit = {p: facts[p] for p in self.schema.attribute(name).predicates if p in facts}
+            if hit:
+                return {entity: hit}
+        return {}
 
     def attributes_of(self, entity: str) -> list[str]:
         """Schema attributes for which `entity` has at least one value."""

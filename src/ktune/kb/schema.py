@@ -20,6 +20,9 @@ class Attribute:
     name: str
     kinds: tuple[str, ...]
     predicates: tuple[str, ...]
+    # attributes of the same intent, tried in order when this one has no value for an entity ("X怎么办" asked
+    # as 治疗方案 of an entity whose treatment facts sit under 药物治疗)
+    fallback: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Schema:
             raise KBError(f"cannot read attribute schema {path}: {exc}; {_FIX}") from exc
         try:
             attrs = {
-                name: Attribute(name, tuple(a["kinds"]), tuple(a["predicates"]))
+                name: Attribute(name, tuple(a["kinds"]), tuple(a["predicates"]), tuple(a.get("fallback", ())))
                 for name, a in raw["attributes"].items()
             }
             schema = cls(
@@ -66,6 +69,9 @@ class Schema:
             bad = [k for k in a.kinds if kinds and k not in kinds]
             if bad:
                 raise KBError(f"{path}: attribute {a.name!r} names unknown kinds {bad}; valid kinds: {sorted(kinds)}")
+            unknown = [f for f in a.fallback if f not in self.attributes or f == a.name]
+            if unknown:
+                raise KBError(f"{path}: attribute {a.name!r} falls back to {unknown}, not other attributes of the schema")
             for p in a.predicates:
                 if p in seen:
                     raise KBError(f"{path}: predicate {p!r} is mapped twice ({seen[p]!r} and {a.name!r}); keep one")
@@ -78,7 +84,9 @@ class Schema:
             "version": self.version,
             "kinds": {k: {"any_of": list(v)} for k, v in self.kind_rules.items()},
             "attributes": {
-                a.name: {"kinds": list(a.kinds), "predicates": list(a.predicates)} for a in self.attributes.values()
+                a.name: {"kinds": list(a.kinds), "predicates": list(a.predicates)}
+                | ({"fallback": list(a.fallback)} if a.fallback else {})
+                for a in self.attributes.values()
             },
             "alias_predicates": list(self.alias_predicates),
             "not_queryable": {k: list(v) for k, v in self.not_queryable.items()},
@@ -96,6 +104,10 @@ class Schema:
             raise UnknownAttributeError(
                 f"unknown attribute {name!r}; valid attributes: {', '.join(self.attributes)}"
             ) from None
+
+    def intent(self, name: str) -> tuple[str, ...]:
+        """The attribute and its fallbacks, in the order acquire_knowledge(..., fallback=True) tries them."""
+        return (name, *self.attribute(name).fallback)
 
     def predicate_attribute(self) -> dict[str, str]:
         """raw predicate -> canonical attribute."""

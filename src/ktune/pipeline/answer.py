@@ -19,8 +19,9 @@ NO_ATTRIBUTE = "no_attribute"  # no attribute of the schema could be read from t
 NO_KNOWLEDGE = "no_knowledge"  # the KB has the entity but no value for that attribute
 
 
-def retrieve(kb, query: Query) -> tuple[dict, str | None]:
-    """Stage 2: `acquire_knowledge(linked entity, attribute)` and, when it is empty, why."""
+def retrieve(kb, query: Query, fallback: bool = True) -> tuple[dict, str | None]:
+    """Stage 2: `acquire_knowledge(linked entity, attribute)` (falling back within the attribute's intent when
+    `fallback`) and, when it is empty, why."""
     if query.entity is None and query.linked_entity is None:
         return {}, NO_QUERY
     if query.linked_entity is None:
@@ -28,7 +29,7 @@ def retrieve(kb, query: Query) -> tuple[dict, str | None]:
     if query.attribute is None:
         return {}, NO_ATTRIBUTE
     try:
-        knowledge = kb.acquire_knowledge(query.linked_entity, query.attribute)
+        knowledge = kb.acquire_knowledge(query.linked_entity, query.attribute, fallback=fallback)
     except UnknownAttributeError:
         return {}, NO_ATTRIBUTE
     return (knowledge, None) if knowledge else ({}, NO_KNOWLEDGE)

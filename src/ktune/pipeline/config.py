@@ -52,6 +52,9 @@ class PipelineConfig:
     query_vocab: str = "kb"
     # longest KB mention: an entity written in the question inside a longer KB name/alias -> query the longer one
     longest_mention: bool = True
+    # stage 2: an attribute the entity has no value for is answered by the schema's fallback attributes of the
+    # same intent (治疗方案 -> 药物治疗); refused only when the whole intent is empty
+    attribute_fallback: bool = True
 
     def __post_init__(self):
         if self.query_mode not in QUERY_MODES:

@@ -121,7 +121,7 @@ class KnowledgeTunedQA:
         t0 = time.perf_counter()
         queries = self.query_stage.run(questions, mode)
         t1 = time.perf_counter()
-        retrieved = [retrieve(self.kb, q) for q in queries]
+        retrieved = [retrieve(self.kb, q, self.config.attribute_fallback) for q in queries]
         t2 = time.perf_counter()
         todo = [i for i, (k, _) in enumerate(retrieved) if k] if with_answer else []
         bodies = dict(zip(todo, self.answer_stage.run([questions[i] for i in todo], [retrieved[i][0] for i in todo]), strict=True))
