@@ -48,8 +48,9 @@ def test_a_part_of_a_kb_name_written_in_the_question_becomes_that_name_even_when
 
 def test_the_longest_mention_must_be_a_kb_name_or_alias_not_a_derived_generic_name(stage):
     q = Query("痔", "临床表现", "痔", 1.0, "exact")
-    assert [lk.method for lk in stage.kb.link("痔疮")][:1] in (["generic"], [])  # 痔疮 names only the product
-    assert stage.extend_to_mention("痔疮有什么症状", q) == q
+    generic_only = [lk for lk in stage.kb.link("痔疮", k=20) if lk.method == "generic"]
+    assert generic_only and all(lk.entity != "痔" for lk in generic_only)  # 痔疮 derives products (痔疮片, ...)
+    assert stage.extend_to_mention("痔疮有什么症状", q).linked_entity == "痔"  # never the product
 
 
 def test_the_longest_mention_keeps_queries_it_does_not_contain_and_refusals(stage):
@@ -73,3 +74,24 @@ def test_a_free_query_misses_on_an_attribute_its_entitys_kind_never_has(stage):
     assert not stage._misses(Query("阿司匹林肠溶片", "不良反应", "阿司匹林肠溶片", 1.0, "exact"))
     assert stage._misses(Query("阿斯匹林", "不良反应", "阿司匹林肠溶片", 0.8, "fuzzy"))
     assert not stage._misses(Query(None, None, None, link_method="no_query"))
+
+
+@pytest.mark.parametrize(
+    "question,entity",
+    [
+        ("我妈有系统性红斑狼疮，平时要注意啥", "系统性红斑狼疮"),  # a frame character before the name
+        ("系统性红斑狼疮老是反复发作怎么办", "系统性红斑狼疮"),
+        ("得了狼疮脊髓病怎么办", "系统性红斑狼疮所致脊髓病"),  # by its alias
+        ("丝瓜皮和丝瓜哪个好", None),  # two entries named: no single one to query
+        ("肾系统性红斑狼疮怎么办", None),  # 肾 + the name: a longer term the KB lacks
+        ("这个病怎么办", None),
+    ],
+)
+def test_a_question_names_a_kb_condition_as_a_standalone_word(stage, question, entity):
+    assert stage.named_entity(question) == entity
+
+
+def test_the_named_entity_fallback_leaves_queries_that_are_not_no_query(stage):
+    q = Query("痔", "临床表现", "痔", 1.0, "exact")
+    refused = Query("内痔", "临床表现", None)
+    assert stage.named_entity_fallback(["痔有什么症状", "内痔有什么症状"], [q, refused]) == [q, refused]

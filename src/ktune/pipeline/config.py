@@ -55,6 +55,9 @@ class PipelineConfig:
     # stage 2: an attribute the entity has no value for is answered by the schema's fallback attributes of the
     # same intent (治疗方案 -> 药物治疗); refused only when the whole intent is empty
     attribute_fallback: bool = True
+    # `无` for a question that names a KB condition/drug as a standalone word: query that entity (the model picks
+    # the attribute under the grammar)
+    mention_fallback: bool = True
 
     def __post_init__(self):
         if self.query_mode not in QUERY_MODES:

@@ -26,6 +26,25 @@ EVIDENCE_LINKS = SURE_LINKS + ("pinyin",)
 # Re-rank weights: beam log-prob + agreement with the free output's linked entities + the surface
 # appearing in the question + agreement with the free attribute.
 W_LINK, W_MENTION, W_ATTR = 1.0, 0.5, 0.5
+NAMED_KINDS = ("disease", "drug", "herb", "formula")
+# A mention stands alone unless a single character glued to it makes a longer term (上 + 腹痛 = 上腹痛): single
+# characters that only frame a name (我妈有|高血压, 宝宝长|针眼, 得了|痔疮, 针眼|了, 高血压|吃什么) are fine.
+_FRAME_CHARS = set("有得患了的是长犯为出查个种说和与或及跟吃用喝打治看会能要该怎咋吗呢啊吧呀么好老总还又也就都很太")
+
+
+def standalone(norm: str, start: int, end: int) -> bool:
+    """norm[start:end] is a word of its own: it starts and ends on jieba word boundaries of the question and is
+    not extended by a single content character on either side."""
+    import jieba
+
+    tokens = list(jieba.tokenize(norm))
+    starts = {s: w for w, s, _ in tokens}
+    ends = {e: w for w, _, e in tokens}
+    if start not in starts or end not in ends:
+        return False
+    neighbours = (ends.get(start) if start > 0 else None, starts.get(end))
+    return not any(w is not None and len(w) == 1 and "\u4e00" <= w <= "\u9fff" and w not in _FRAME_CHARS
+                   for w in neighbours)
 
 
 @dataclass(frozen=True)
@@ -83,7 +102,37 @@ class QueryStage:
         queries = self._decode(questions, mode)
         if self.config.longest_mention:
             queries = [self.extend_to_mention(q, query) for q, query in zip(questions, queries, strict=True)]
+        if self.config.mention_fallback:
+            queries = self.named_entity_fallback(questions, queries)
         return queries
+
+    def named_entity_fallback(self, questions: list[str], queries: list[Query]) -> list[Query]:
+        """`无` for a question that names a KB condition or drug as a word of its own ("宝宝长针眼了怎么办"): the
+        model chose no query although the question names one; the entity is then given and the model picks only
+        the attribute, under the grammar (as in the oracle-entity ablation). A name glued to other content
+        (上 + 腹痛, 乳腺 + 结节) is no such mention, so questions about terms the KB lacks stay refused."""
+        todo = [(i, e) for i, q in enumerate(queries)
+                if q.link_method == "no_query" and (e := self.named_entity(questions[i])) is not None]
+        if not todo:
+            return queries
+        found = self.with_entities([questions[i] for i, _ in todo], [e for _, e in todo])
+        out = list(queries)
+        for (i, _), q in zip(todo, found, strict=True):
+            if q.linked_entity is not None and q.attribute is not None:
+                out[i] = Query(q.entity, q.attribute, q.linked_entity, q.link_score, "named_entity", q.raw)
+        return out
+
+    def named_entity(self, question: str) -> str | None:
+        """The KB condition, drug, herb or formula the question names as a standalone word, if exactly one."""
+        found = set()
+        for start, end, surface in self.kb.linker.find_mentions(question):
+            if not standalone(normalize(question), start, end):
+                continue
+            links = [lk for lk in self.kb.link(surface, k=self.config.link_k)
+                     if is_sure(lk.method) and lk.method != "generic" and self.kb.kind(lk.entity) in NAMED_KINDS]
+            if links:
+                found.add(links[0].entity)
+        return found.pop() if len(found) == 1 else None
 
     def _decode(self, questions: list[str], mode: str) -> list[Query]:
         prompts = [self.fmt.query_prompt(q) for q in questions]
