@@ -23,6 +23,17 @@ def test_generic_names_are_offered_for_drug_products(mini_kb):
     assert forms.get("二甲双胍") == "generic"
 
 
+def test_a_disease_is_also_named_without_its_suffix_and_with_modifiers(mini_kb):
+    index = SurfaceIndex(mini_kb)
+    assert dict(index.forms("肝胆管结石病")).get("肝胆管结石") == "variant"
+    rng = random.Random(0)
+    modified = {index.choose("偏头痛", 0.0, rng, modifier_share=0.99) for _ in range(30)}
+    assert any(s != "偏头痛" and "偏头痛" in s for s, _ in modified)
+    for surface, source in modified:
+        assert mini_kb.link(surface, 1)[0].entity == "偏头痛", surface
+        assert source in ("name", "modifier")
+
+
 def test_case_and_width_variants_of_latin_names():
     assert set(variants("尿素维E乳膏")) == {"尿素维e乳膏", "尿素维Ｅ乳膏"}
     assert variants("黄芪") == []

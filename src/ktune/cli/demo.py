@@ -61,13 +61,23 @@ def _ensure_kb(kb) -> None:
 
 def _ensure_dataset(kb, data_dir: Path) -> Path:
     from ktune.data import DataConfig, build_dataset
+    from ktune.data.questions import QuestionBank
 
     manifest = data_dir / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("kb_version") == kb.version:
-        log.info("step 2/6: dataset %s ready", data_dir)
-        return data_dir
+    config = DataConfig()
+    current = {
+        "kb_version": kb.version,
+        "question_bank_version": QuestionBank.load().version,
+        "config": {k: v for k, v in config.to_json().items() if k != "progress"},
+    }
+    if manifest.is_file():
+        built = json.loads(manifest.read_text(encoding="utf-8"))
+        if all(built.get(k) == v for k, v in current.items()):
+            log.info("step 2/6: dataset %s ready", data_dir)
+            return data_dir
+        log.info("step 2/6: dataset %s was built from another KB, question bank or configuration", data_dir)
     log.info("step 2/6: building the knowledge-tuning dataset into %s", data_dir)
-    report = build_dataset(kb, data_dir, DataConfig())
+    report = build_dataset(kb, data_dir, config)
     log.info("dataset counts: %s", report.get("counts", report))
     return data_dir
 

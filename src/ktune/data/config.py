@@ -29,6 +29,9 @@ class DataConfig:
     # share of questions naming the entity by an alias/generic/variant (when one links back), by a homophone typo
     alias_share: float = 0.35
     typo_share: float = 0.03
+    # share of disease questions that put a who / how severe / how often word around the name (轻度脂肪肝, 宝宝湿疹,
+    # 孕妇贫血): the query still names the KB entry
+    modifier_share: float = 0.12
     max_values: int = 10  # answer lists longer than this end with 等
     # skip (entity, attribute) pairs whose knowledge JSON is longer than this (about 0.1% of pairs)
     max_knowledge_chars: int = 1500
@@ -61,6 +64,7 @@ class DataConfig:
             "search_share",
             "alias_share",
             "typo_share",
+            "modifier_share",
         ):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:

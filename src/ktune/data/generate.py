@@ -18,7 +18,7 @@ from ktune.prompt import knowledge_json
 
 log = logging.getLogger(__name__)
 ABSENT_PATH = Path(__file__).with_name("absent_terms.json")
-RESOLVED = ("exact", "normalized", "generic", "normalized_alias", "alias")
+RESOLVED = ("exact", "normalized", "generic", "normalized_alias", "alias", "variant", "modifier")
 _NEAR_SUFFIXES = ("症", "病", "综合征", "检查", "感染", "疾病", "片", "胶囊", "注射液")
 
 
@@ -157,7 +157,8 @@ class Generator:
             kind,
             heldout,
             rng,
-            lambda: self.surfaces.choose(entity, self.config.alias_share, rng, self.config.typo_share)[0],
+            lambda: self.surfaces.choose(entity, self.config.alias_share, rng, self.config.typo_share,
+                                         self.config.modifier_share)[0],
         )
         if got is None:
             return None
@@ -172,7 +173,8 @@ class Generator:
             kind,
             heldout,
             rng,
-            lambda: self.surfaces.choose(entity, self.config.alias_share, rng, self.config.typo_share)[0],
+            lambda: self.surfaces.choose(entity, self.config.alias_share, rng, self.config.typo_share,
+                                         self.config.modifier_share)[0],
         )
         if got is None:
             return None

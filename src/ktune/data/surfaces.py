@@ -10,11 +10,15 @@ import random
 import re
 from collections import defaultdict
 
-from ktune.kb.linker import normalize
+from ktune.kb.linker import LAY_NAME, loose_key, normalize
 
 _JUNK = re.compile(r"[：:《》<>\[\]【】=]|通用名称|英文名称")
 _ASCII = re.compile(r"[A-Za-z]")
 _LATIN_ONLY = re.compile(r"^[A-Za-z0-9 .,'()\-]+$")
+# Words people put around a condition's name (see ktune.kb.linker's modifier tier), as they write them.
+MODIFIER_PREFIXES = ("轻度", "轻微", "严重的", "早期", "反复", "小儿", "宝宝", "孩子", "老人", "老年人", "孕妇", "孕期",
+                     "产后", "术后", "成人")
+MODIFIER_SUFFIXES = ("患者",)
 
 
 class SurfaceIndex:
@@ -25,6 +29,10 @@ class SurfaceIndex:
         self.aliases: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for surface, entity, pred in kb.store.iter_aliases():
             self.aliases[entity].append((surface, pred))
+        for surface, rows in kb.linker.by_alias.items():  # the linker's lay names (心梗 -> 心肌梗死)
+            for entity, pred in rows:
+                if pred == LAY_NAME:
+                    self.aliases[entity].append((surface, pred))
         self._cache: dict[str, list[tuple[str, str]]] = {}
         self._homophones: dict[str, list[str]] | None = None
 
@@ -41,7 +49,7 @@ class SurfaceIndex:
             (s, "generic" if p == "derived:generic" else f"alias:{p}")
             for s, p in sorted(set(self.aliases[entity]))
         ]
-        cands += [(v, "variant") for v in variants(entity)]
+        cands += [(v, "variant") for v in variants(entity) + suffix_variants(entity)]
         for surface, source in cands:
             if surface in seen or not _usable(surface, source):
                 continue
@@ -66,11 +74,24 @@ class SurfaceIndex:
                 return typo
         return None
 
+    def with_modifier(self, entity: str, surface: str, rng: random.Random) -> str | None:
+        """`surface` with a modifier word around it (轻度脂肪肝, 脂肪肝患者), if that still links back to `entity`."""
+        text = surface + rng.choice(MODIFIER_SUFFIXES) if rng.random() < 0.15 else rng.choice(MODIFIER_PREFIXES) + surface
+        links = self.kb.link(text, 1)
+        return text if links and links[0].entity == entity else None
+
     def choose(
-        self, entity: str, alias_share: float, rng: random.Random, typo_share: float = 0.0
+        self, entity: str, alias_share: float, rng: random.Random, typo_share: float = 0.0, modifier_share: float = 0.0
     ) -> tuple[str, str]:
         if typo_share and rng.random() < typo_share and (typo := self.typo(entity, rng)):
             return typo, "typo"
+        if modifier_share and rng.random() < modifier_share and self.kb.kind(entity) == "disease":
+            surface = self._plain(entity, alias_share, rng)[0]
+            if modified := self.with_modifier(entity, surface, rng):
+                return modified, "modifier"
+        return self._plain(entity, alias_share, rng)
+
+    def _plain(self, entity: str, alias_share: float, rng: random.Random) -> tuple[str, str]:
         forms = self.forms(entity)
         if len(forms) == 1 or rng.random() >= alias_share:
             return forms[0]
@@ -107,6 +128,17 @@ def _usable(surface: str, source: str) -> bool:
     if _LATIN_ONLY.match(surface):
         return len(surface) >= 4 and source != "generic"
     return True
+
+
+def suffix_variants(name: str) -> list[str]:
+    """The name as people shorten it: without a trailing 病/症/综合征/感染 or without 性 (腰椎间盘突出症 -> 腰椎间盘突出,
+    过敏性鼻炎 -> 过敏鼻炎); kept only when it links back (checked by the caller)."""
+    out = []
+    if (short := loose_key(name)) != name and len(short) >= 2 and "性" not in name:
+        out.append(short)
+    if "性" in name and len(name) >= 4:
+        out.append(name.replace("性", "", 1))
+    return out
 
 
 def variants(name: str) -> list[str]:
