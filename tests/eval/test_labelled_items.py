@@ -198,3 +198,22 @@ def test_every_shipped_label_agrees_with_the_full_kb():
         problems, stats = check_files([real_split_path(s) for s in REAL_SPLITS], kb, shipped=True)
     assert problems == []
     assert stats["realstyle_test.jsonl"]["in_kb"] >= 250
+
+
+def test_retrieval_suite_adds_the_real_splits_in_full_next_to_the_dataset(mini_kb, eval_data, tmp_path, monkeypatch):
+    import ktune.eval.items as items_mod
+    from ktune.eval.report import format_results_table
+    from ktune.eval.suites import run_retrieval_suite
+
+    files = {"real_dev": write_jsonl(tmp_path / "dev.jsonl", ITEMS[:2]),
+             "real_test": write_jsonl(tmp_path / "test.jsonl", ITEMS)}
+    monkeypatch.setattr(items_mod, "real_split_path", lambda split: files[split])
+    m = run_retrieval_suite(mini_kb, eval_data, limit=1, out=tmp_path / "e", systems=("rules",), progress=False)
+    assert m["splits"] == {"test_seen": 1, "test_unseen": 1, "test_no_knowledge": 1, "real_dev": 2, "real_test": 5}
+    rules = m["systems"]["rules (dictionary + intent)"]
+    assert rules["all_test"]["n"] == 3  # the dataset's splits only; the real-style ones are reported apart
+    assert rules["real_test"]["refusal"]["recall"]["n"] == 2
+    assert set(rules["errors"]["real_test_by_style"]) == {"real/lay_name", "real/typo", "real"}  # answerable ones
+    header = format_results_table(m).splitlines()[0]
+    assert "real retr" in header and "real refusal" in header
+    assert "### real_test" in (tmp_path / "e" / "report.md").read_text("utf-8")

@@ -139,7 +139,9 @@ def errors_markdown(m: dict, top: int = 10) -> list[str]:
            f"groups with misses (worst {top} per table).", ""]
     for name, per in m.get("systems", {}).items():
         errs = per.get("errors", {})
-        for key, title in (("by_attribute", "attribute"), ("by_surface_type", "surface form"), ("by_template", "template")):
+        for key, title in (("by_attribute", "attribute"), ("by_surface_type", "surface form"), ("by_template", "template"),
+                           ("real_test_by_style", "real_test question style"),
+                           ("real_test_by_attribute", "real_test intent")):
             groups = list(errs.get(key, {}).items())
             missed = [(k, v) for k, v in groups if v["value"] is not None and v["k"] < v["n"]]
             worst = sorted(missed, key=lambda kv: (kv[1]["value"], -kv[1]["n"]))[:top]

@@ -126,9 +126,10 @@ def predict_items(system, items: list[TestItem], progress: bool = False) -> list
 
 
 def score_splits(system, splits: dict[str, list[TestItem]], score, aggregate_fn, out: Path | None, folder: str,
-                 progress=False) -> tuple[dict, list[dict]]:
+                 progress=False, rows_by_split: dict | None = None) -> tuple[dict, list[dict]]:
     """Run `system` on every split, score each item with `score(item, prediction)`, write the rows under
-    out/<folder>/<split>/<system>.jsonl; returns per-split aggregates (+ "all_test") and the pooled test rows."""
+    out/<folder>/<split>/<system>.jsonl; returns per-split aggregates (+ "all_test") and the pooled test rows
+    (and fills `rows_by_split` when given)."""
     result, all_rows = {}, []
     for split, items in splits.items():
         if hasattr(system, "covers_any") and not system.covers_any([it.question for it in items]):
@@ -137,6 +138,8 @@ def score_splits(system, splits: dict[str, list[TestItem]], score, aggregate_fn,
         preds = predict_items(system, items, progress)
         rows = [score(it, p) for it, p in zip(items, preds, strict=True)]
         all_rows.extend(rows)
+        if rows_by_split is not None:
+            rows_by_split[split] = rows
         if out is not None:
             write_rows(Path(out) / folder / split / f"{slug(system.name)}.jsonl", system.name, rows)
         result[split] = aggregate_fn(rows)
@@ -149,13 +152,17 @@ def score_splits(system, splits: dict[str, list[TestItem]], score, aggregate_fn,
 
 def evaluate_system(system, splits: dict[str, list[TestItem]], kb, out: Path | None = None, progress=False) -> dict:
     """Score one system on every split; write predictions/<split>/<system>.jsonl under `out`."""
+    by_split: dict[str, list[dict]] = {}
     result, pooled = score_splits(system, splits, lambda it, p: score_item(it, p, kb), aggregate, out,
-                                  "predictions", progress)
+                                  "predictions", progress, by_split)
     result["errors"] = {
         "by_attribute": error_breakdown(pooled, "gold_attribute"),
         "by_surface_type": error_breakdown(pooled, "surface_type"),
         "by_template": error_breakdown(pooled, "template"),
     }
+    if "real_test" in by_split:  # where real users' questions are missed: by question style and intent
+        result["errors"]["real_test_by_style"] = error_breakdown(by_split["real_test"], "template")
+        result["errors"]["real_test_by_attribute"] = error_breakdown(by_split["real_test"], "gold_attribute")
     return result
 
 
