@@ -85,7 +85,7 @@ def test_answers_suite_runs_the_pipeline_and_the_instruction_baseline(tiny_eval_
 
     kb_path, data, run = tiny_eval_run
     cfg = EvalConfig(str(data), str(run), str(tmp_path), suite="answers", baseline_run=str(run), limit=2,
-                     human=False, progress=False)
+                     real=False, progress=False)
     with KnowledgeBase.open(kb_path) as kb:
         m = run_answers_suite(kb, cfg)
     assert set(m["systems"]) == {"knowledge-tuned", "instruction-tuned (no KB)"}

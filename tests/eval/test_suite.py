@@ -98,24 +98,6 @@ def test_eval_config_names_bad_values(eval_data, tmp_path):
         EvalConfig(str(eval_data))
 
 
-def test_human_questions_accept_alternative_entities(mini_kb, tmp_path):
-    from ktune.eval.items import load_human
-    from ktune.eval.retrieval import score_item
-    from ktune.eval.systems import lookup
-
-    path = tmp_path / "human.jsonl"
-    rows = [{"id": "h1", "question": "阿莫西林能治什么？", "entity": "阿莫西林胶囊", "attribute": "适应症",
-             "style": "generic", "surface": "阿莫西林", "alternatives": ["布洛芬缓释胶囊", "不在库中的药"]},
-            {"id": "h2", "question": "甲流吃什么药", "entity": None, "attribute": "药物治疗", "style": "no_kb"}]
-    write_predictions(path, rows)
-    gen, nokb = load_human(mini_kb, path)
-    assert gen.alternatives == ("布洛芬缓释胶囊",) and gen.template == "human/generic"
-    assert nokb.should_refuse and nokb.entity is None
-    row = score_item(gen, lookup(mini_kb, "布洛芬缓释胶囊", "适应症"), mini_kb)
-    assert row["entity_correct"] and row["retrieval_correct"]
-    assert not score_item(gen, lookup(mini_kb, "黄芪", "功效"), mini_kb)["entity_correct"]
-
-
 def test_a_dataset_from_another_kb_is_flagged_in_the_report(mini_kb, eval_data, tmp_path):
     manifest = json.loads((eval_data / "manifest.json").read_text("utf-8"))
     (eval_data / "manifest.json").write_text(json.dumps({**manifest, "kb_version": "other"}), "utf-8")

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 from ktune.cli.common import add_json_option, add_kb_option, emit_json, open_kb
 
 log = logging.getLogger(__name__)
 
+ITEMS_HELP = """labelled questions (--items FILE.jsonl), one JSON object per line:
+  {"question": "我爸腰间盘突出好几年了怎么办", "gold_entities": ["腰椎间盘突出症"],
+   "gold_predicates": ["治疗", "药物治疗", "相关药物", "辅助治疗", "手术治疗"], "in_kb": true}
+  {"question": "失眠吃什么药好", "gold_entities": [], "gold_predicates": [], "in_kb": false}
+  gold_entities: every KB entity whose facts answer the question (e.g. all products of a generic drug);
+  gold_predicates: the raw KB predicates that answer it; in_kb: whether the KB answers it (read from the
+  KB when left out). Or the single-query form, the attribute standing for the predicates it gathers:
+  {"question": "二甲双胍有什么副作用", "entity": "盐酸二甲双胍片", "attribute": "不良反应"}
+  Optional: id, attribute, style, note, alternatives (single-query form). A malformed line stops with
+  FILE:LINE and the reason. Scoring: retrieval is right when the looked-up entity is a gold entity and the
+  fetched facts include a gold predicate (whatever attribute fetched them); entity is right when the
+  looked-up entity is a gold entity; refusal recall is over in_kb=false questions.
+Check labels against the KB: python -m ktune.eval.realstyle check FILE.jsonl"""
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a run against BM25, dense and rule baselines (report.md, metrics.json)",
                        description="Every system on the same test items; per-item rows under OUT/predictions, "
-                                   "report.md, metrics.json and PNG plots in OUT (default RUN/eval).")
+                                   "report.md, metrics.json and PNG plots in OUT (default RUN/eval). With --data: the "
+                                   "dataset's test splits plus the shipped real-style splits (real_dev, real_test). "
+                                   "With --items: your own labelled questions instead.",
+                       epilog=ITEMS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", metavar="RUN", help="knowledge-tuned run folder (without it: baselines only)")
     p.add_argument("--data", metavar="DIR", help="dataset folder from `ktune data build`")
     p.add_argument("--suite", default="retrieval", choices=("retrieval", "answers", "fewshot", "all"))
@@ -23,7 +41,10 @@ def add_parser(sub) -> None:
     p.add_argument("--predictions", metavar="FILE", action="append", default=[],
                    help="score a `ktune predict` JSONL file as one more system (repeatable)")
     p.add_argument("--baseline-run", metavar="RUN", help="instruction-tuned run for the answers suite")
-    p.add_argument("--no-human", action="store_true", help="skip tests/fixtures/human_questions.jsonl")
+    p.add_argument("--items", metavar="FILE.jsonl", action="append", default=[],
+                   help="labelled questions to score every system on, instead of the dataset (repeatable; "
+                        "format below)")
+    p.add_argument("--no-real", action="store_true", help="skip the shipped real-style splits (real_dev, real_test)")
     p.add_argument("--judge-url", help="OpenAI-compatible server for the H2 judge, e.g. http://localhost:8000/v1")
     p.add_argument("--judge-model", help="model name the judge server serves")
     p.add_argument("--fewshot-sizes", metavar="LIST", help="comma-separated training sizes (default: all subsets)")
@@ -59,12 +80,13 @@ def run_eval(args) -> int:
     from ktune.eval.report import format_results_table, write_report
     from ktune.eval.suites import ALL_SYSTEMS, EvalConfig, retrieval_metrics
 
-    if not args.data:
-        raise ConfigError("ktune eval needs --data DIR (a dataset folder from `ktune data build`)")
+    if not args.data and not args.items:
+        raise ConfigError("ktune eval needs --data DIR (a dataset folder from `ktune data build`) "
+                          "or --items FILE.jsonl (labelled questions; see `ktune eval --help`)")
     cfg = EvalConfig(args.data, args.run, args.out, suite=args.suite,
                      systems=tuple(_split_list(args.systems) or ALL_SYSTEMS), predictions=tuple(args.predictions),
-                     baseline_run=args.baseline_run, limit=args.limit, human=not args.no_human,
-                     progress=not args.json)
+                     baseline_run=args.baseline_run, limit=args.limit, real=not args.no_real,
+                     items=tuple(args.items), progress=not args.json)
     kb = open_kb(args)
     results = {}
     if cfg.suite in ("retrieval", "all"):

@@ -98,7 +98,7 @@ def run_answers_suite(kb, cfg, systems=None, limit_per_split: int = 50) -> dict:
             systems.append(InstructionSystem(cfg.baseline_run))
         systems += [PredictionsFile(p) for p in cfg.predictions]
     limit = cfg.limit or limit_per_split
-    splits = load_test_items(cfg.data_dir, kb, limit=limit, human=cfg.human)
+    splits = load_test_items(cfg.data_dir, kb, limit=limit, real=cfg.real)
     metrics = {"suite": "answers", "kb_version": kb.version, "splits": {s: len(v) for s, v in splits.items()},
                "systems": {}, "timings_s": {}}
     if not systems:

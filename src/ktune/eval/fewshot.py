@@ -54,7 +54,7 @@ def run_fewshot_suite(kb, data_dir, out_dir, base_cfg, sizes: list[int] | None =
         sizes = [n for n in sizes if n < n_full]
     if not sizes and n_full is None:
         raise ConfigError(f"no {data_dir}/fewshot/train_N.jsonl files; build the dataset with `ktune data build`")
-    splits = load_test_items(data_dir, kb, splits=FEWSHOT_SPLITS, limit=limit, human=False)
+    splits = load_test_items(data_dir, kb, splits=FEWSHOT_SPLITS, limit=limit, real=False)
     points, timings = {}, {}
     for n in sizes:
         run_dir = Path(out_dir) / "fewshot" / f"n{n}"

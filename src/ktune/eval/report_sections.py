@@ -21,7 +21,7 @@ def answers_lines(a: dict) -> list[str]:
     out += ["Knowledge recall: share of the gold entry's values the answer states (bootstrap 95% CI; a refusal on "
             "an answerable item counts 0). Unsupported-claim rate: answers naming a KB entity, drug or value found "
             "in neither the retrieved knowledge nor the question (Wilson 95% CI). A hallucination proxy.", ""]
-    for split in ("test_seen", "test_unseen", "test_no_knowledge", "human", "all_test"):
+    for split in ("test_seen", "test_unseen", "test_no_knowledge", "real_dev", "real_test", "all_test"):
         rows = [(n, per[split]) for n, per in a.get("systems", {}).items() if split in per]
         if not rows:
             continue

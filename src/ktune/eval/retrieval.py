@@ -8,7 +8,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from ktune.eval.items import TestItem
+from ktune.eval.items import REAL_SPLITS, TestItem
 from ktune.eval.metrics import proportion_of, refusal_scores
 from ktune.eval.systems import Prediction
 from ktune.paths import atomic_write_text
@@ -37,20 +37,32 @@ def score_item(item: TestItem, pred: Prediction, kb) -> dict:
     invalid_query: such an off-KB query that the system still acted on, i.e. linked to a KB entity by a guess
     and looked up; an off-KB query that was refused ("not in the KB") looked nothing up and is not invalid.
     Retrieval is correct when the entity looked up and the attribute are the gold ones, or the fetched
-    knowledge equals the gold knowledge.
+    knowledge equals the gold knowledge. Labelled items (with gold predicates) are judged by what was fetched:
+    a gold entity looked up and some gold predicate among the retrieved facts, whatever attribute fetched it.
     """
     looked_up = pred.linked_entity or pred.entity
     emitted = pred.entity is not None
     off_kb = emitted and not (is_kb_key(kb, pred.entity) and pred.attribute in kb.schema.attributes)
     refused = pred.refused or not pred.knowledge
-    entry_match = item.accepts(looked_up) and pred.attribute == item.attribute
-    retrieved = (not item.should_refuse) and not refused and (entry_match or pred.knowledge == item.knowledge)
+    if item.gold_predicates:
+        gold = set(item.gold_predicates)
+        fetched = {p for ent, facts in pred.knowledge.items() if item.accepts(ent) for p, vs in facts.items() if vs}
+        entry_match = item.accepts(looked_up) and bool(fetched & gold)
+        asked = kb.schema.attributes.get(pred.attribute) if pred.attribute else None
+        attribute_ok = asked is not None and bool(set(asked.predicates) & gold)
+        retrieved = (not item.should_refuse) and not refused and entry_match
+    else:
+        entry_match = item.accepts(looked_up) and pred.attribute == item.attribute
+        attribute_ok = item.attribute is not None and pred.attribute == item.attribute
+        retrieved = (not item.should_refuse) and not refused and (entry_match or pred.knowledge == item.knowledge)
     return {
         "id": item.id,
         "split": item.split,
         "question": item.question,
         "gold_entity": item.entity,
         "gold_attribute": item.attribute,
+        "gold_entities": list(item.gold_entities) if item.gold_predicates else None,
+        "gold_predicates": list(item.gold_predicates) or None,
         "kind": item.kind,
         "template": item.template,
         "surface": item.surface,
@@ -63,7 +75,7 @@ def score_item(item: TestItem, pred: Prediction, kb) -> dict:
         "refused": bool(refused),
         "should_refuse": item.should_refuse,
         "entity_correct": item.entity is not None and item.accepts(looked_up),
-        "attribute_correct": item.attribute is not None and pred.attribute == item.attribute,
+        "attribute_correct": bool(attribute_ok),
         "retrieval_correct": bool(retrieved),
         "off_kb_query": bool(off_kb),
         "invalid_query": bool(off_kb and pred.linked_entity is not None),
@@ -74,7 +86,7 @@ def score_item(item: TestItem, pred: Prediction, kb) -> dict:
 def aggregate(rows: list[dict]) -> dict:
     """Entity / attribute / retrieval accuracy, invalid- and off-KB-query rates and refusal scores over `rows`."""
     with_entity = [r for r in rows if r["gold_entity"] is not None]
-    with_attr = [r for r in with_entity if r["gold_attribute"] is not None]
+    with_attr = [r for r in with_entity if r["gold_attribute"] is not None or r.get("gold_predicates")]
     answerable = [r for r in rows if not r["should_refuse"]]
     return {
         "n": len(rows),
@@ -114,9 +126,10 @@ def predict_items(system, items: list[TestItem], progress: bool = False) -> list
 
 
 def score_splits(system, splits: dict[str, list[TestItem]], score, aggregate_fn, out: Path | None, folder: str,
-                 progress=False) -> tuple[dict, list[dict]]:
+                 progress=False, rows_by_split: dict | None = None) -> tuple[dict, list[dict]]:
     """Run `system` on every split, score each item with `score(item, prediction)`, write the rows under
-    out/<folder>/<split>/<system>.jsonl; returns per-split aggregates (+ "all_test") and the pooled test rows."""
+    out/<folder>/<split>/<system>.jsonl; returns per-split aggregates (+ "all_test") and the pooled test rows
+    (and fills `rows_by_split` when given)."""
     result, all_rows = {}, []
     for split, items in splits.items():
         if hasattr(system, "covers_any") and not system.covers_any([it.question for it in items]):
@@ -125,23 +138,31 @@ def score_splits(system, splits: dict[str, list[TestItem]], score, aggregate_fn,
         preds = predict_items(system, items, progress)
         rows = [score(it, p) for it, p in zip(items, preds, strict=True)]
         all_rows.extend(rows)
+        if rows_by_split is not None:
+            rows_by_split[split] = rows
         if out is not None:
             write_rows(Path(out) / folder / split / f"{slug(system.name)}.jsonl", system.name, rows)
         result[split] = aggregate_fn(rows)
-    pooled = [r for r in all_rows if r["split"] != "human"]
+    # all_test pools the dataset's test splits (the real-style splits are reported on their own); a run on
+    # labelled files only (`ktune eval --items`) pools those.
+    pooled = [r for r in all_rows if r["split"] not in REAL_SPLITS] or all_rows
     result["all_test"] = aggregate_fn(pooled)
     return result, pooled
 
 
 def evaluate_system(system, splits: dict[str, list[TestItem]], kb, out: Path | None = None, progress=False) -> dict:
     """Score one system on every split; write predictions/<split>/<system>.jsonl under `out`."""
+    by_split: dict[str, list[dict]] = {}
     result, pooled = score_splits(system, splits, lambda it, p: score_item(it, p, kb), aggregate, out,
-                                  "predictions", progress)
+                                  "predictions", progress, by_split)
     result["errors"] = {
         "by_attribute": error_breakdown(pooled, "gold_attribute"),
         "by_surface_type": error_breakdown(pooled, "surface_type"),
         "by_template": error_breakdown(pooled, "template"),
     }
+    if "real_test" in by_split:  # where real users' questions are missed: by question style and intent
+        result["errors"]["real_test_by_style"] = error_breakdown(by_split["real_test"], "template")
+        result["errors"]["real_test_by_attribute"] = error_breakdown(by_split["real_test"], "gold_attribute")
     return result
 
 

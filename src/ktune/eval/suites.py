@@ -24,7 +24,7 @@ SUITES = ("retrieval", "answers", "fewshot", "all")
 class EvalConfig:
     """What `ktune eval` evaluates; validated here so the CLI and the demo share one set of checks."""
 
-    data_dir: str
+    data_dir: str | None
     run_dir: str | None = None
     out: str | None = None
     suite: str = "retrieval"
@@ -32,7 +32,8 @@ class EvalConfig:
     predictions: tuple[str, ...] = ()  # `ktune predict` files scored as extra systems
     baseline_run: str | None = None  # instruction-tuned run for the answers suite
     limit: int | None = None
-    human: bool = True
+    real: bool = True  # also the shipped real-style splits (real_dev, real_test), always in full
+    items: tuple[str, ...] = ()  # labelled question files: evaluated instead of the dataset's splits
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -44,7 +45,15 @@ class EvalConfig:
             raise ConfigError(f"unknown system(s) {bad}; choose from {', '.join(ALL_SYSTEMS)}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be a positive integer, got {self.limit}")
-        if not Path(self.data_dir).is_dir():
+        for path in self.items:
+            if not Path(path).is_file():
+                raise ConfigError(f"no labelled question file {path}")
+        if self.items and self.suite != "retrieval":
+            raise ConfigError("--items is scored by the retrieval suite; run it with --suite retrieval")
+        if self.data_dir is None and not self.items:
+            raise ConfigError("say what to evaluate on: --data DIR (a dataset folder from `ktune data build`) "
+                              "or --items FILE.jsonl (labelled questions)")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ConfigError(f"no dataset folder {self.data_dir}; build one with `ktune data build --out DIR`")
         if self.out is None and self.run_dir is None:
             raise ConfigError("say where to write the report: give --out DIR (or --run RUN to write into the run)")
@@ -86,6 +95,8 @@ def build_systems(kb, cfg: EvalConfig) -> list:
 
 
 def read_manifest(data_dir) -> dict:
+    if data_dir is None:
+        return {}
     path = Path(data_dir) / "manifest.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -114,20 +125,38 @@ def provenance_warnings(kb, cfg: EvalConfig, manifest: dict) -> list[str]:
 
 
 def run_retrieval_suite(kb, data_dir, run_dir=None, limit=None, out=None, systems=ALL_SYSTEMS, predictions=(),
-                        progress: bool = True, write_report: bool = True) -> dict:
+                        progress: bool = True, write_report: bool = True, real: bool = True, items=()) -> dict:
     """Every system on the same test items; returns (and writes) the metrics dict. The demo's entry point."""
-    cfg = EvalConfig(str(data_dir), str(run_dir) if run_dir else None, str(out) if out else None,
-                     systems=tuple(systems), predictions=tuple(predictions), limit=limit, progress=progress)
+    cfg = EvalConfig(str(data_dir) if data_dir else None, str(run_dir) if run_dir else None,
+                     str(out) if out else None, systems=tuple(systems), predictions=tuple(predictions), limit=limit,
+                     progress=progress, real=real, items=tuple(str(p) for p in items))
     return retrieval_metrics(kb, cfg, write_report=write_report)
 
 
+def load_eval_splits(kb, cfg: EvalConfig) -> dict:
+    """{split: items}: the labelled files (one split each, named after the file) when given, else the dataset's
+    test splits (up to `limit` each) and the real-style splits in full."""
+    if cfg.items:
+        from ktune.eval.items import load_labelled
+
+        splits = {}
+        for path in cfg.items:
+            name = Path(path).stem
+            if name in splits:
+                raise ConfigError(f"two --items files are both named {name}; rename one")
+            splits[name] = load_labelled(path, kb, name, cfg.limit)
+        return splits
+    return load_test_items(cfg.data_dir, kb, limit=cfg.limit, real=cfg.real, real_limit=None)
+
+
 def retrieval_metrics(kb, cfg: EvalConfig, write_report: bool = True) -> dict:
-    splits = load_test_items(cfg.data_dir, kb, limit=cfg.limit, human=cfg.human)
+    splits = load_eval_splits(kb, cfg)
     out_dir = cfg.out_dir
     metrics = {
         "suite": "retrieval",
         "kb_version": kb.version,
-        "data_dir": str(cfg.data_dir),
+        "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
+        "items": list(cfg.items),
         "dataset": read_manifest(cfg.data_dir),
         "run": str(cfg.run_dir) if cfg.run_dir else None,
         "splits": {s: len(v) for s, v in splits.items()},
