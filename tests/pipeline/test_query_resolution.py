@@ -81,7 +81,8 @@ def test_a_free_query_misses_on_an_attribute_its_entitys_kind_never_has(stage):
     [
         ("我妈有系统性红斑狼疮，平时要注意啥", "系统性红斑狼疮"),  # a frame character before the name
         ("系统性红斑狼疮老是反复发作怎么办", "系统性红斑狼疮"),
-        ("得了狼疮脊髓病怎么办", "系统性红斑狼疮所致脊髓病"),  # by its alias
+        ("得了狼疮脊髓病怎么办", "狼疮脊髓病"),  # by its alias (linked later, with the attribute)
+        ("阿司匹林有什么副作用", "阿司匹林"),  # a generic drug name: the product is picked with the attribute
         ("丝瓜皮和丝瓜哪个好", None),  # two entries named: no single one to query
         ("肾系统性红斑狼疮怎么办", None),  # 肾 + the name: a longer term the KB lacks
         ("这个病怎么办", None),
@@ -89,6 +90,16 @@ def test_a_free_query_misses_on_an_attribute_its_entitys_kind_never_has(stage):
 )
 def test_a_question_names_a_kb_condition_as_a_standalone_word(stage, question, entity):
     assert stage.named_entity(question) == entity
+
+
+def test_a_population_word_before_a_name_leads_to_that_populations_entry(tmp_path):
+    from ktune.kb.linker import EntityLinker
+
+    linker = EntityLinker(["腹泻", "小儿腹泻", "湿疹"], [("拉肚子", "腹泻", "别称")], {})
+    assert linker.population_entry("宝宝", "拉肚子") == "小儿腹泻"
+    assert linker.population_entry("宝宝", "湿疹") is None  # the KB has no 小儿湿疹: no such entry
+    assert linker.population_entry("轻度", "腹泻") is None  # not a population word
+    assert linker.link("孩子腹泻")[0].entity == "小儿腹泻"
 
 
 def test_the_named_entity_fallback_leaves_queries_that_are_not_no_query(stage):

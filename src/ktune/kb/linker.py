@@ -49,6 +49,13 @@ _MODIFIER_PREFIXES = tuple(sorted(
     顽固性 小儿 儿童 宝宝 婴儿 婴幼儿 新生儿 幼儿 小孩 孩子 青少年 成人 成年人 老年 老年人 老人 中老年 孕妇 孕期
     孕早期 孕晚期 妊娠期 怀孕 哺乳期 产后 术后 女性 男性 男人 女人 单纯 单纯性 轻度的 严重的""".split(), key=len, reverse=True))
 _MODIFIER_SUFFIXES = tuple(sorted("发作 早期 晚期 初期 患者 病人 复发".split(), key=len, reverse=True))
+# Who a modifier names -> the prefixes KB names use for that group's own entry (宝宝腹泻 -> 小儿腹泻 when the KB has it).
+_POPULATIONS = (
+    (("小儿", "儿童", "宝宝", "婴儿", "婴幼儿", "幼儿", "小孩", "孩子", "新生儿"), ("小儿", "儿童", "婴幼儿", "婴儿", "新生儿")),
+    (("孕妇", "孕期", "孕早期", "孕晚期", "妊娠期", "怀孕"), ("妊娠期", "妊娠", "妊娠合并")),
+    (("老年", "老年人", "老人", "中老年"), ("老年", "老年性")),
+    (("产后",), ("产后",)),
+)
 
 
 @dataclass(frozen=True)
@@ -198,9 +205,14 @@ class EntityLinker:
                     self._add(found, e, 0.86, "variant", text)
 
     def _modifier_match(self, found: dict[str, Link], norm: str, text: str) -> None:
-        """The KB name left after removing modifier words at either end (one or more of each)."""
+        """The KB name left after removing modifier words at either end (one or more of each); a population word
+        (宝宝, 孕妇, 老人) leads to that population's own entry when the KB has one (宝宝腹泻 -> 小儿腹泻)."""
         core = strip_modifiers(norm)
         if core == norm or len(core) < 2:
+            return
+        own = self.population_entry(norm[: norm.find(core)] if core in norm else "", core)
+        if own:
+            self._add(found, own, 0.85, "modifier", text)
             return
         hits = [(e, 0.84) for e, pred in self._entities_of(core) if pred != DERIVED]
         if not hits:
@@ -210,6 +222,20 @@ class EntityLinker:
                     if pred != DERIVED]
         for e, score in hits:
             self._add(found, e, score, "modifier", text)
+
+    def population_entry(self, modifiers: str, core: str) -> str | None:
+        """The KB entry for `core` (a name or alias) in the population `modifiers` names, e.g. ("宝宝", "拉肚子") ->
+        小儿腹泻 when the KB has it; None when the words name no population or the KB has no such entry."""
+        if not modifiers:
+            return None
+        names = {core} | {e for e, pred in self._entities_of(core) if pred != DERIVED}
+        for words, prefixes in _POPULATIONS:
+            if any(w in modifiers for w in words):
+                for name in sorted(names, key=len):
+                    for prefix in prefixes:
+                        for e in sorted(self.by_norm.get(normalize(prefix + name), ())):
+                            return e
+        return None
 
     def _pinyin_match(self, found: dict[str, Link], norm: str, text: str) -> None:
         if len(norm) < 2 or not any(_is_cjk(ch) for ch in norm):

@@ -115,23 +115,45 @@ class QueryStage:
                 if q.link_method == "no_query" and (e := self.named_entity(questions[i])) is not None]
         if not todo:
             return queries
-        found = self.with_entities([questions[i] for i, _ in todo], [e for _, e in todo])
         out = list(queries)
-        for (i, _), q in zip(todo, found, strict=True):
-            if q.linked_entity is not None and q.attribute is not None:
-                out[i] = Query(q.entity, q.attribute, q.linked_entity, q.link_score, "named_entity", q.raw)
+        attrs = self.free_attributes([questions[i] for i, _ in todo], [e for _, e in todo])
+        for (i, surface), (attr, raw) in zip(todo, attrs, strict=True):
+            if attr is None:
+                continue
+            links = [lk for lk in self.kb.link(surface, k=self.config.link_k) if is_sure(lk.method)]
+            if links:  # a generic drug name: the product that has the attribute (二甲双胍 -> 盐酸二甲双胍片)
+                best = self._pick_link(links, attr)
+                out[i] = Query(surface, attr, best.entity, best.score, f"named_entity:{best.method}", raw)
+        return out
+
+    def free_attributes(self, questions: list[str], entities: list[str]) -> list[tuple[str | None, str]]:
+        """The attribute the model writes after a given `entity|`, decoded freely: it says what the question
+        asks even when the entity has no such field (then stage 2 refuses), unlike decoding under the grammar,
+        which only offers the fields the entity has."""
+        from ktune.prompt import encode_pieces
+
+        prompts = [self.fmt.query_prompt(q) for q in questions]
+        forced = [encode_pieces(self.decoder.tokenizer, [e, self.fmt.separator]) for e in entities]
+        beams = self.decoder.greedy(prompts, self.config.max_query_tokens, None, forced)
+        out = []
+        for entity, beam in zip(entities, beams, strict=True):
+            text = beam.text.split(self.fmt.stop, 1)[0].strip()
+            out.append((self.map_attribute(text) if text else None, f"{entity}{self.fmt.separator}{text}"))
         return out
 
     def named_entity(self, question: str) -> str | None:
-        """The KB condition, drug, herb or formula the question names as a standalone word, if exactly one."""
+        """The KB surface (a condition, drug, herb or formula; a generic drug name included) the question names as
+        a standalone word, with a population word before it kept (宝宝 + 拉肚子 -> 小儿腹泻), if exactly one."""
         found = set()
+        norm = normalize(question)
         for start, end, surface in self.kb.linker.find_mentions(question):
-            if not standalone(normalize(question), start, end):
+            if not standalone(norm, start, end):
                 continue
             links = [lk for lk in self.kb.link(surface, k=self.config.link_k)
-                     if is_sure(lk.method) and lk.method != "generic" and self.kb.kind(lk.entity) in NAMED_KINDS]
+                     if is_sure(lk.method) and self.kb.kind(lk.entity) in NAMED_KINDS]
             if links:
-                found.add(links[0].entity)
+                own = self.kb.linker.population_entry(norm[max(0, start - 4):start], surface)
+                found.add(own or surface)
         return found.pop() if len(found) == 1 else None
 
     def _decode(self, questions: list[str], mode: str) -> list[Query]:
