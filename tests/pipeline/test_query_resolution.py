@@ -106,3 +106,11 @@ def test_the_named_entity_fallback_leaves_queries_that_are_not_no_query(stage):
     q = Query("痔", "临床表现", "痔", 1.0, "exact")
     refused = Query("内痔", "临床表现", None)
     assert stage.named_entity_fallback(["痔有什么症状", "内痔有什么症状"], [q, refused]) == [q, refused]
+
+
+def test_a_generic_drug_name_asked_a_field_drugs_never_have_is_refused_not_redecoded(stage):
+    # 阿司匹林 is only the derived generic name of 阿司匹林肠溶片; 功效 is a herb's field: not that product's question
+    q = stage.resolve_free("阿司匹林|功效")
+    assert q.linked_entity is None and q.link_method == "generic_other_kind"
+    assert not stage._misses(q)
+    assert stage.resolve_free("阿司匹林|不良反应").linked_entity == "阿司匹林肠溶片"

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # a linker rule (variant: 手足口 -> 手足口病; modifier: 轻度脂肪肝 -> 脂肪肝; see ktune.kb.linker).
 SURE_LINKS = ("exact", "normalized", "generic", "normalized_alias", "variant", "modifier")
 RULE_LINKS = ("variant", "modifier")
+OTHER_KIND = "generic_other_kind"  # a generic drug name asked a field drugs never have: refused (see resolve_free)
 # Links the re-rank accepts as evidence for a constrained candidate: sure ones and homophone typos (过民性紫癜 ->
 # 过敏性紫癜). A fuzzy link is not evidence: on the demo run every fuzzy-only free output was a term the KB lacks
 # (乳腺结节 -> 乳腺结核 0.725, 肝脾大 -> 脾大 0.70), and forcing a KB key on those answered the wrong question.
@@ -232,7 +233,14 @@ class QueryStage:
         best = self._pick_link(links, attr)
         if best.method in RULE_LINKS:  # the query names the KB key the rule reached; `raw` keeps what was generated
             entity = best.entity
+        if best.method == "generic" and attr is not None and attr not in self._kind_attributes(best.entity):
+            # 天麻|功效: a herb's field asked of a name that the KB has only as drug products (天麻片) means the
+            # question is about something the KB lacks; kept as asked and refused, never re-decoded onto a product
+            return Query(entity, attr, None, raw=raw, link_method=OTHER_KIND)
         return Query(entity, attr, best.entity, best.score, best.method, raw)
+
+    def _kind_attributes(self, entity: str) -> list[str]:
+        return self.kb.schema.attributes_for_kind(self.kb.kind(entity) or "other")
 
     def map_attribute(self, attr: str | None) -> str | None:
         names = self.kb.schema.names
@@ -257,11 +265,11 @@ class QueryStage:
         """The free query needs the constrained pass: no sure KB key, no attribute, or an attribute that entities
         of this kind never have (毒性 asked of a drug: a confusion; a field of the kind that this one entity
         lacks is kept, and refused by stage 2)."""
-        if q.entity is None and q.link_method == "no_query":
+        if (q.entity is None and q.link_method == "no_query") or q.link_method == OTHER_KIND:
             return False
         if q.attribute is None or not is_sure(q.link_method):
             return True
-        return q.attribute not in self.kb.schema.attributes_for_kind(self.kb.kind(q.linked_entity) or "other")
+        return q.attribute not in self._kind_attributes(q.linked_entity)
 
     # --- constrained output -> KB key ---------------------------------------------------------
     def _from_beam(self, beam: Beam) -> Query:
