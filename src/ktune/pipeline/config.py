@@ -52,6 +52,9 @@ class PipelineConfig:
     query_vocab: str = "kb"
     # longest KB mention: an entity written in the question inside a longer KB name/alias -> query the longer one
     longest_mention: bool = True
+    # the claim check (ktune.pipeline.claims): answer sentences that state anything the knowledge does not are
+    # dropped, premise questions ("X可以治疗Y吗") are decided from the KB; False = the model's text as written
+    claim_check: bool = True
 
     def __post_init__(self):
         if self.query_mode not in QUERY_MODES:
