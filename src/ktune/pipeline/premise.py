@@ -45,8 +45,6 @@ PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple((rel, re.compile(p.replace(
     ("contain", rf"^X(?:里面有|里有|中有|含有|含){_MODAL}(?P<y>.+?){_END}"),
     ("contraindication", rf"^X{_MODAL}(?:禁用于|禁止用于|不能用于|忌用于)(?P<y>.+?){_END}"),
     ("contraindication", rf"^X的禁忌(?:有|包括|包含)(?P<y>.+?){_END}"),
-    ("cause", rf"^(?:得了|患了|得|患)X(?:以后|之后|后)?{_MODAL}(?:引起|导致|造成|出现|有|并发)?(?P<y>.+?){_END}"),
-    ("cause", rf"^X{_MODAL}(?:引起|导致|造成|诱发|引发)(?P<y>.+?){_END}"),
     ("treat", rf"^X{_MODAL}(?:用于治疗|用来治疗|治疗|医治|治好|治|用于|主治)(?P<y>.+?){_END}"),
     ("treat", rf"^(?P<y>.+?){_MODAL}(?:用于治疗|用来治疗|治疗|医治|治好|治|用于|主治)X{_END}"),
     ("treat", rf"^X的适应症(?:有|包括|包含)(?P<y>.+?){_END}"),
@@ -55,6 +53,8 @@ PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple((rel, re.compile(p.replace(
     ("treat", r"^X是治(?:疗)?(?P<y>.+?)的(?:药|药物|药品)?(?:吗|么|嘛)?$"),
     ("use", rf"^(?:得了|患了|得|患)?X(?:的人|患者|病人)?{_MODAL}{_TAKE}(?P<y>.+?)(?:治疗|来治疗|治)?{_END}"),
     ("use", rf"^(?:得了|患了|得|患)?(?P<y>.+?){_MODAL}{_TAKE}X(?:治疗|来治疗|治)?{_END}"),
+    ("cause", rf"^(?:得了|患了|得|患)X(?:以后|之后|后)?{_MODAL}(?:引起|导致|造成|出现|有|并发)?(?P<y>.+?){_END}"),
+    ("cause", rf"^X{_MODAL}(?:引起|导致|造成|诱发|引发)(?P<y>.+?){_END}"),
 ))
 
 # The attributes a relation is about, by the kind of the queried entity.
@@ -74,7 +74,8 @@ _QUESTION_WORDS = re.compile(r"什么|哪些|哪种|哪个|哪类|啥|多少|怎
 _Y_PREFIX = re.compile(r"^(?:这种|这个|那种|一些|各种|有)")
 _Y_SUFFIX = re.compile(r"(?:这种病|这些|之类的|之类|的症状|症状|的作用|的效果|的功效|等|的)$")
 # What may follow Y inside a value for Y to be a whole term there (Y is the head of a phrase).
-_HEAD_AFTER = set("、；;，,。.)）的等及和与或者所时期病症患人禁慎忌引导型") | {""}
+# 过 and 功 too: "对Y过敏" names Y as the allergen, "Y功能不全" the organ Y.
+_HEAD_AFTER = set("、；;，,。.)）的等及和与或者所时期病症患人禁慎忌引导型过功") | {""}
 _NEGATED_BEFORE = set("非无不未除")
 # Affixes that add no medical content: 结核病 is 结核, 糖尿病患者 is about 糖尿病.
 _FILLER_PREFIX = ("各种", "各型", "")
@@ -132,20 +133,22 @@ def _clean_term(text: str) -> str:
     return t
 
 
-def entity_span(question: str, entity: str, kb, surface: str | None = None) -> tuple[int, int] | None:
-    """Where the question writes `entity`: the longest KB name or alias of it (normalized compare), else
-    the surface stage 1 generated; None when the question does not write it."""
-    names = {normalize(entity)} | {normalize(a) for a in aliases_of(kb, entity)}
+def entity_spans(question: str, entity: str, kb, surface: str | None = None) -> list[tuple[int, int]]:
+    """Where the question writes `entity`, best first: its KB name before its aliases (a product's generic
+    name can also be the ingredient the question asks about: 欧智宁 / 盐酸格拉司琼), longer before shorter,
+    then the surface stage 1 generated."""
+    own = normalize(entity)
+    names = {normalize(a) for a in aliases_of(kb, entity)} | {own}
     if surface:
         names.add(normalize(surface))
     names.discard("")
-    best = None
+    found = []
     for i in range(len(question)):
         for j in range(len(question), i, -1):
-            if (best is None or j - i > best[1] - best[0]) and normalize(question[i:j]) in names:
-                best = (i, j)
+            if normalize(question[i:j]) in names:
+                found.append((i, j))
                 break
-    return best
+    return sorted(found, key=lambda sp: (normalize(question[sp[0]:sp[1]]) != own, sp[0] - sp[1], sp[0]))
 
 
 def detect_premise(question: str, entity: str | None, kb, surface: str | None = None) -> PremiseQuery | None:
@@ -162,19 +165,17 @@ def detect_premise(question: str, entity: str | None, kb, surface: str | None = 
     if kind is None:
         return None
     text = _strip_question(question)
-    span = entity_span(text, entity, kb, surface)
-    if span is None:
-        return None
-    marked = text[:span[0]] + X + text[span[1]:]
-    for relation, pattern in PATTERNS:
-        attrs = RELATIONS[relation].get(kind)
-        m = pattern.match(marked) if attrs else None
-        if not m:
-            continue
-        term = _clean_term(m.group("y"))
-        if not term or X in term or _QUESTION_WORDS.search(term):
-            continue
-        return PremiseQuery(relation, entity, term, attrs)
+    for start, end in entity_spans(text, entity, kb, surface):
+        marked = text[:start] + X + text[end:]
+        for relation, pattern in PATTERNS:
+            attrs = RELATIONS[relation].get(kind)
+            m = pattern.match(marked) if attrs else None
+            if not m:
+                continue
+            term = _clean_term(m.group("y"))
+            if not term or X in term or _QUESTION_WORDS.search(term):
+                continue
+            return PremiseQuery(relation, entity, term, attrs)
     return None
 
 
