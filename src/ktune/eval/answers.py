@@ -68,23 +68,23 @@ def score_answer(item: TestItem, pred: Prediction, kb) -> dict:
         "dropped_claims": pred.extra.get("dropped_claims") or [],
         "premise": pred.extra.get("premise"),
     }
-    row.update(_grounding(body, pred.knowledge, reference, item.question, kb, refused))
+    row.update(_grounding(body, pred.knowledge, reference, item, kb, refused))
     raw = pred.extra.get("raw_answer")
     if raw is not None and not refused:
         raw_body = strip_provenance(raw)
         row["raw"] = {"answer": raw,
                       "knowledge_recall": None if item.should_refuse else knowledge_recall(raw_body, item.knowledge),
-                      **_grounding(raw_body, pred.knowledge, reference, item.question, kb, False)}
+                      **_grounding(raw_body, pred.knowledge, reference, item, kb, False)}
     return row
 
 
-def _grounding(body: str, used: dict, reference: dict, question: str, kb, refused: bool) -> dict:
+def _grounding(body: str, used: dict, reference: dict, item: TestItem, kb, refused: bool) -> dict:
     if refused:
         return {"unsupported_claims": [], "stated_values": 0, "verbatim_values": 0, "predicates_as_values": [],
                 "failing_sentences": []}
-    g = answer_grounding(body, reference, question, kb)
+    g = answer_grounding(body, reference, item.question, kb, item.entity)
     if used is not reference:  # unsupported = not in what the system used ({} for a system without a KB)
-        g["unsupported_claims"] = answer_grounding(body, used, question, kb)["unsupported_claims"]
+        g["unsupported_claims"] = answer_grounding(body, used, item.question, kb, item.entity)["unsupported_claims"]
     return g
 
 

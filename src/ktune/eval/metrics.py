@@ -106,14 +106,16 @@ def unsupported_claims(answer: str, knowledge: dict, surfaces, names=()) -> list
     return out
 
 
-def answer_grounding(answer: str, knowledge: dict, question: str, kb) -> dict:
+def answer_grounding(answer: str, knowledge: dict, question: str, kb, subject: str | None = None) -> dict:
     """What an answer body states, read by the claim check (ktune.pipeline.claims): values stated and how many
     are verbatim values of `knowledge`, predicate names listed as values, unsupported KB names, and the
-    sentences the check would drop. Works on any system's text (the instruction baseline's too)."""
+    sentences the check would drop. Works on any system's text (the instruction baseline's too). `subject`:
+    the entity the question is about; naming it (or an alias) relates nothing to it, so it is no claim."""
     from ktune.pipeline.claims import aliases_of, check_answer
 
     check = check_answer(answer, knowledge, question, kb)
-    names = [a for e in (knowledge or {}) for a in aliases_of(kb, e)]
+    subjects = set(knowledge or {}) | ({subject} if subject else set())
+    names = [a for e in subjects for a in aliases_of(kb, e)] + sorted(subjects)
     return {
         "stated_values": sum(c.stated_values for c in check.all),
         "verbatim_values": sum(c.verbatim_values for c in check.all),

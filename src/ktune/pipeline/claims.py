@@ -372,16 +372,15 @@ def _frame_match(pattern: re.Pattern, skeleton: str, idx: _Index) -> bool:
 
 
 def _in_list(text: str, spans: list[_Span], k: int) -> bool:
-    """A predicate name written as a list item: list glue joins it to a value on either side."""
+    """A predicate name written as a list item: a list separator right before or after it (a frame writes a
+    predicate name only as a header, "X的药物治疗包括…", never between 、)."""
     sp = spans[k]
+    before = text[sp.start - 1] if sp.start else ""
+    after = text[sp.end] if sp.end < len(text) else ""
+    return before in _LIST_SEP or after in _LIST_SEP
 
-    def glued(a: int, b: int) -> bool:
-        between = text[a:b]
-        return bool(between) and set(between) <= LIST_GLUE - set("等。！？!?")
 
-    prev_ok = k > 0 and spans[k - 1].kind == "value" and glued(spans[k - 1].end, sp.start)
-    next_ok = k + 1 < len(spans) and spans[k + 1].kind == "value" and glued(sp.end, spans[k + 1].start)
-    return prev_ok or next_ok
+_LIST_SEP = set("、；;")
 
 
 def _reason(terms: list[str], as_values, idx: _Index, question: str, kb) -> str:
