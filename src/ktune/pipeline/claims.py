@@ -30,6 +30,7 @@ from ktune.data.answers import BANK_PATH, clean_value
 SAME_ENTITY_METHODS = ("exact", "normalized", "generic", "normalized_alias")
 SENTENCE_END = "。！？!?\n"
 LIST_GLUE = set("、；;，,和及与或等 。！？!?")
+_LIST_SEP = set("、；;")  # between list items only: a predicate name next to one is written as a value
 # Single-character values (性味 甘, 传染性 有) count only between these, never inside connective words.
 _ONE_CHAR_BEFORE = set("：:、；;，,为是") | {""}
 _ONE_CHAR_AFTER = set("、；;，,。等") | {""}
@@ -143,7 +144,9 @@ def connective_pieces() -> tuple[str, ...]:
     return tuple(sorted(pieces, key=lambda p: (-len(p), p)))
 
 
-_SLOT = {"{vals}": "\x01", "{name}": "\x02", "{entity}": "\x02", "{surface}": "\x02",
+# {surface} is what the user wrote ("您问的“{surface}”在知识库中对应{entity}"): it relates nothing to the
+# entity, so any span may fill it, the question's own words included (\x03)
+_SLOT = {"{vals}": "\x01", "{name}": "\x02", "{entity}": "\x02", "{surface}": "[\x01\x02\x03]",
          "{pred}": "(?P<pred>[^\x01\x02]{1,16}?)", "{n}": "[0-9]+", "{term}": "“[^”]+”"}
 
 
@@ -251,19 +254,22 @@ def _find_all(text: str, needle: str):
         start = text.find(needle, start + 1)
 
 
-def _spans(sentence: str, idx: _Index) -> list[_Span]:
-    """Longest-first, non-overlapping: values, entity names (KB names and aliases), predicate names."""
+def _spans(sentence: str, idx: _Index, one_char_anywhere: bool = False, question: str = "") -> list[_Span]:
+    """Longest-first, non-overlapping: values, entity names (KB names and aliases), predicate names; with
+    `question`, also the question's words the sentence repeats (kind "surface", the last resort)."""
     cands: list[tuple[str, str]] = [(v, "value") for v in idx.values]
     cands += [(n, "name") for n in idx.names]
     cands += [(p, "predicate") for p in idx.predicates]
+    cands += [(q, "surface") for q in _shared_substrings(sentence, question)]
     taken = [False] * len(sentence)
     out: list[_Span] = []
-    for text, kind in sorted(set(cands), key=lambda c: (-len(c[0]), c[1] != "value", c[0])):
+    order = {"value": 0, "name": 1, "predicate": 2, "surface": 3}
+    for text, kind in sorted(set(cands), key=lambda c: (c[1] == "surface", -len(c[0]), order[c[1]], c[0])):
         for s in _find_all(sentence, text):
             e = s + len(text)
             if any(taken[s:e]):
                 continue
-            if kind == "value" and len(text) == 1:
+            if kind == "value" and len(text) == 1 and not one_char_anywhere:
                 before = sentence[s - 1] if s else ""
                 after = sentence[e] if e < len(sentence) else ""
                 if before not in _ONE_CHAR_BEFORE or after not in _ONE_CHAR_AFTER:
@@ -271,6 +277,21 @@ def _spans(sentence: str, idx: _Index) -> list[_Span]:
             taken[s:e] = [True] * (e - s)
             out.append(_Span(s, e, kind, text))
     return sorted(out, key=lambda sp: sp.start)
+
+
+def _shared_substrings(sentence: str, question: str, min_len: int = 2) -> list[str]:
+    """Maximal substrings (>= min_len) of `sentence` that the question also contains."""
+    out, i = [], 0
+    while question and i < len(sentence):
+        j = i + min_len
+        while j <= len(sentence) and sentence[i:j] in question:
+            j += 1
+        if j - 1 - i >= min_len:
+            out.append(sentence[i:j - 1])
+            i = j - 1
+        else:
+            i += 1
+    return out
 
 
 def split_sentences(body: str, knowledge: dict | None = None) -> list[str]:
@@ -309,30 +330,43 @@ def _check(sentence: str, idx: _Index, question: str, kb) -> SentenceCheck:
     if is_connective(text):
         return SentenceCheck(text)
     spans = _spans(text, idx)
+    as_values = tuple(sp.text for k, sp in enumerate(spans) if sp.kind == "predicate" and _in_list(text, spans, k))
+    framed = spans if not as_values and _framed(text, spans, idx) else None
+    if framed is None and not as_values:
+        # second reading: one-character values anywhere (旋花根以根入药), and the question's own words where
+        # a frame says what the user wrote ("您问的“{surface}”..."): only a whole-frame match accepts them
+        relaxed = _spans(text, idx, one_char_anywhere=True, question=question)
+        framed = relaxed if _framed(text, relaxed, idx) else None
+    if framed is not None:
+        facts = _facts(framed, idx)
+        verbatim = sum(1 for sp in framed if sp.kind == "value")
+        return SentenceCheck(text, facts, stated_values=verbatim, verbatim_values=verbatim)
+    gaps, pos = [], 0
+    for sp in spans:
+        gaps.append(text[pos:sp.start])
+        pos = sp.end
+    gaps.append(text[pos:])
+    verbatim = sum(1 for sp in spans if sp.kind == "value")
+    terms = [t for g in gaps if not is_connective(g) for t in residue(g)]
+    stated = verbatim + len(as_values) + sum(len([x for x in re.split(r"[、；;，,]", t) if x]) for t in terms)
+    if not terms and not as_values:  # each gap is trained wording, but no frame has them in this order
+        terms = [g.strip() for g in gaps if g.strip() and not set(g) <= LIST_GLUE]
+    reason = _reason(terms, as_values, idx, question, kb)
+    return SentenceCheck(text, _facts(spans, idx), ok=False, reason=reason, terms=tuple(as_values) + tuple(terms),
+                         stated_values=stated, verbatim_values=verbatim, predicates_as_values=as_values)
+
+
+def _facts(spans: list[_Span], idx: _Index) -> tuple[Fact, ...]:
     facts: list[Fact] = []
     for sp in spans:
         if sp.kind == "value":
             facts.extend(f for f in idx.values[sp.text] if f not in facts)
-    verbatim = sum(1 for sp in spans if sp.kind == "value")
-    # text between spans
-    gaps, pos = [], 0
-    for sp in spans:
-        gaps.append((pos, sp.start))
-        pos = sp.end
-    gaps.append((pos, len(text)))
-    as_values = tuple(sp.text for k, sp in enumerate(spans) if sp.kind == "predicate" and _in_list(text, spans, k))
+    return tuple(facts)
+
+
+def _framed(text: str, spans: list[_Span], idx: _Index) -> bool:
     skeleton = _skeleton(text, spans)
-    framed = not as_values and any(_frame_match(p, skeleton, idx) for p in frame_patterns())
-    if framed:
-        return SentenceCheck(text, tuple(facts), stated_values=verbatim, verbatim_values=verbatim)
-    bad = [text[a:b] for a, b in gaps if not is_connective(text[a:b])]
-    terms = [t for g in bad for t in residue(g)]
-    stated = verbatim + len(as_values) + sum(len([x for x in re.split(r"[、；;，,]", t) if x]) for t in terms)
-    if not terms and not as_values:  # each gap is trained wording, but no frame has them in this order
-        terms = [g.strip() for a, b in gaps if (g := text[a:b]).strip() and not set(g) <= LIST_GLUE]
-    reason = _reason(terms, as_values, idx, question, kb)
-    return SentenceCheck(text, tuple(facts), ok=False, reason=reason, terms=tuple(as_values) + tuple(terms),
-                         stated_values=stated, verbatim_values=verbatim, predicates_as_values=as_values)
+    return any(_frame_match(p, skeleton, idx) for p in frame_patterns())
 
 
 def _skeleton(text: str, spans: list[_Span]) -> str:
@@ -353,6 +387,9 @@ def _skeleton(text: str, spans: list[_Span]) -> str:
             pos = end
         elif sp.kind == "name":
             out.append("\x02")
+            pos = sp.end
+        elif sp.kind == "surface":
+            out.append("\x03")
             pos = sp.end
         else:
             out.append(sp.text)
@@ -378,9 +415,6 @@ def _in_list(text: str, spans: list[_Span], k: int) -> bool:
     before = text[sp.start - 1] if sp.start else ""
     after = text[sp.end] if sp.end < len(text) else ""
     return before in _LIST_SEP or after in _LIST_SEP
-
-
-_LIST_SEP = set("、；;")
 
 
 def _reason(terms: list[str], as_values, idx: _Index, question: str, kb) -> str:
