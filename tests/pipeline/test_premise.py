@@ -43,6 +43,7 @@ def test_a_present_pair_is_affirmed_citing_the_matching_values(premise_kb):
     ("糖尿病会引起高血压吗？", "糖尿病", "cause", "高血压"),
     ("得了糖尿病可以吃盐酸二甲双胍片吗？", "糖尿病", "use", "盐酸二甲双胍片"),
     ("孕妇能吃利福平吗？", "利福平片", "use", "孕妇"),
+    ("麻烦问下，哺乳期可以吃利福平片吗？", "利福平片", "use", "哺乳期"),
     ("阿莫仙能治中耳炎吗？", "阿莫西林胶囊", "treat", "中耳炎"),
 ])
 def test_the_term_is_the_part_of_the_question_opposite_the_entity(premise_kb, question, entity, relation, term):
@@ -51,7 +52,8 @@ def test_the_term_is_the_part_of_the_question_opposite_the_entity(premise_kb, qu
 
 
 @pytest.mark.parametrize("question", ["急性鼻炎的药物治疗有哪些？", "利福平可以治疗什么病？", "利福平片怎么吃？",
-                                      "糖尿病会遗传吗？"])
+                                      "糖尿病会遗传吗？", "利福平片主治什么？", "糖尿病会导致什么",
+                                      "糖尿病能治好吗？", "得了糖尿病还能恢复吗？"])
 def test_questions_that_state_no_premise_are_left_to_the_answer_step(premise_kb, question):
     entity = "急性鼻炎" if "鼻炎" in question else "糖尿病" if "糖尿病" in question else "利福平片"
     assert detect_premise(question, entity, premise_kb) is None

@@ -23,7 +23,7 @@ from ktune.data.answers import clean_value
 from ktune.kb.linker import normalize
 from ktune.pipeline.claims import SAME_ENTITY_METHODS, Fact, aliases_of, knowledge_facts
 
-_END = r"(?:吗|么|嘛|不|没有)$"
+_END = r"(?:吗|(?<![什怎那这多])么|嘛|不|没有)$"
 _MODAL = r"(?:可以|可|能够|能|能不能|可不可以|是否可以|是否能|是否|会不会|会|也)?"
 _TAKE = r"(?:吃|服用|用|使用|服)"
 X = "\u24cd"  # Ⓧ: where the question writes the queried entity (see detect_premise)
@@ -61,7 +61,7 @@ PATTERNS: tuple[tuple[str, re.Pattern], ...] = tuple((rel, re.compile(p.replace(
 RELATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "treat": {"drug": ("适应症",), "herb": ("适应症", "功效"), "formula": ("适应症", "功效"),
               "disease": ("药物治疗", "治疗方案")},
-    "use": {"drug": ("适应症", "禁忌"), "herb": ("适应症", "功效"), "formula": ("适应症", "功效"),
+    "use": {"drug": ("适应症", "禁忌", "注意事项"), "herb": ("适应症", "功效"), "formula": ("适应症", "功效"),
             "disease": ("药物治疗", "治疗方案")},
     "adverse": {"drug": ("不良反应",)},
     "symptom": {"disease": ("临床表现",)},
@@ -71,6 +71,7 @@ RELATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "contraindication": {"drug": ("禁忌",)},
 }
 _QUESTION_WORDS = re.compile(r"什么|哪些|哪种|哪个|哪类|啥|多少|怎么|怎样|如何|几")
+_MODAL_START = re.compile(r"^(?:还|能|可以|可|会|也|要)")  # a leftover modal: 还能恢复 is no term
 _Y_PREFIX = re.compile(r"^(?:这种|这个|那种|一些|各种|有)")
 _Y_SUFFIX = re.compile(r"(?:这种病|这些|之类的|之类|的症状|症状|的作用|的效果|的功效|等|的)$")
 # What may follow Y inside a value for Y to be a whole term there (Y is the head of a phrase).
@@ -123,7 +124,8 @@ class Premise:
 # --- finding the premise ------------------------------------------------------------------------
 def _strip_question(question: str) -> str:
     q = re.sub(r"[\s，,。.！!？?～~…]+$", "", question.strip())
-    return re.sub(r"^(?:请问|请教一下|请教|问一下|想问一下|想问|医生|大夫)[，,：:]?", "", q)
+    return re.sub(r"^(?:(?:请问|请教一下|请教|问一下|想问一下|想问|麻烦问一下|麻烦问下|麻烦|医生|大夫|你好|您好)[，,：:！!]?)+",
+                  "", q)
 
 
 def _clean_term(text: str) -> str:
@@ -167,13 +169,15 @@ def detect_premise(question: str, entity: str | None, kb, surface: str | None = 
     text = _strip_question(question)
     for start, end in entity_spans(text, entity, kb, surface):
         marked = text[:start] + X + text[end:]
+        if _QUESTION_WORDS.search(marked):  # asks for a list or a description, not yes/no
+            return None
         for relation, pattern in PATTERNS:
             attrs = RELATIONS[relation].get(kind)
             m = pattern.match(marked) if attrs else None
             if not m:
                 continue
             term = _clean_term(m.group("y"))
-            if not term or X in term or _QUESTION_WORDS.search(term):
+            if len(term) < 2 or X in term or _MODAL_START.match(term):
                 continue
             return PremiseQuery(relation, entity, term, attrs)
     return None
