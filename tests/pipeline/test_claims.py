@@ -37,6 +37,13 @@ def test_a_value_with_a_stray_character_is_dropped():
     assert check_sentence("薄荷的性状：有特殊的香气、茎方柱形。", knowledge).ok
 
 
+def test_a_frame_of_another_attribute_is_a_new_claim_even_with_verbatim_values(mini_kb):
+    adverse = {"盐酸二甲双胍片": {"不良反应": ["恶心", "腹泻"]}}
+    assert not check_sentence("盐酸二甲双胍片含有恶心、腹泻。", adverse, "", mini_kb).ok  # a 成份 frame
+    assert check_sentence("盐酸二甲双胍片的副作用包括恶心、腹泻。", adverse, "", mini_kb).ok
+    assert check_sentence("阿莫西林胶囊的适应症：中耳炎、咽炎。", AMOX, "", mini_kb).ok
+
+
 def test_a_predicate_name_listed_as_a_value_is_dropped(mini_kb):
     check = check_sentence("急性中耳炎常用的药物有：阿莫西林、头孢菌素、相关药物。", OTITIS, "", mini_kb)
     assert not check.ok and check.reason == PREDICATE_AS_VALUE and check.predicates_as_values == ("相关药物",)

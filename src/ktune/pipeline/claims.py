@@ -108,6 +108,7 @@ class _Index:
     values: dict[str, list[Fact]] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)
     predicates: set[str] = field(default_factory=set)
+    attributes: set[str] = field(default_factory=set)  # the schema attributes the knowledge's predicates map to
     norm_text: str = ""
 
 
@@ -115,32 +116,43 @@ class _Index:
 _PLACEHOLDER = re.compile(r"\{[a-z]+\}")
 
 
-@lru_cache(maxsize=1)
-def _frames() -> tuple[str, ...]:
-    """Every sentence frame the answer step is trained on, plus ktune's own sentences."""
-    bank = json.loads(BANK_PATH.read_text(encoding="utf-8"))
-    frames: list[str] = list(OWN_FRAMES)
+ATTRIBUTION = "根据知识库，"
 
-    def walk(node) -> None:
+
+@lru_cache(maxsize=1)
+def _frames() -> tuple[tuple[str, str | None], ...]:
+    """Every sentence frame the answer step is trained on and ktune's own sentences, each with the attribute
+    it states (None: any). Per-attribute frames also hold without the sentence-initial 根据知识库， and, where
+    they name their attribute (X的适应症：…), with any predicate of the knowledge in its place."""
+    bank = json.loads(BANK_PATH.read_text(encoding="utf-8"))
+    frames: set[tuple[str, str | None]] = {(f, None) for f in OWN_FRAMES}
+
+    def walk(node, attribute: str | None) -> None:
         if isinstance(node, str):
-            frames.append(node)
+            for sentence in split_sentences(node):  # the check works sentence by sentence
+                frames.add((sentence, attribute))
+                if sentence.startswith(ATTRIBUTION):
+                    frames.add((sentence[len(ATTRIBUTION):], attribute))
+                if attribute and attribute in sentence:
+                    frames.add((sentence.replace(attribute, "{pred}"), None))
         elif isinstance(node, list):
             for x in node:
-                walk(x)
+                walk(x, attribute)
         elif isinstance(node, dict):
             for k, x in node.items():
                 if k != "version":
-                    walk(x)
+                    walk(x, None)
 
-    walk(bank)
-    # a frame is one sentence or several; the check works sentence by sentence
-    return tuple(sorted({x for f in frames for x in split_sentences(f)}))
+    for attribute, frame_list in bank.get("frames", {}).items():
+        walk(frame_list, attribute)
+    walk({k: v for k, v in bank.items() if k != "frames"}, None)
+    return tuple(sorted(frames, key=lambda f: (f[0], f[1] or "")))
 
 
 @lru_cache(maxsize=1)
 def connective_pieces() -> tuple[str, ...]:
     """Literal text of every frame (the words between placeholders)."""
-    pieces = {p for f in _frames() for p in _PLACEHOLDER.split(f) if p}
+    pieces = {p for f, _ in _frames() for p in _PLACEHOLDER.split(f) if p}
     return tuple(sorted(pieces, key=lambda p: (-len(p), p)))
 
 
@@ -151,13 +163,14 @@ _SLOT = {"{vals}": "\x01", "{name}": "\x02", "{entity}": "\x02", "{surface}": "[
 
 
 @lru_cache(maxsize=1)
-def frame_patterns() -> tuple[re.Pattern, ...]:
-    """Every trained frame as a pattern over a sentence skeleton (value runs -> \x01, names -> \x02)."""
+def frame_patterns() -> tuple[tuple[re.Pattern, str | None], ...]:
+    """Every trained frame as a pattern over a sentence skeleton (value runs -> \x01, names -> \x02), with
+    the attribute the frame states (None: any)."""
     out = []
-    for frame in _frames():
+    for frame, attribute in _frames():
         # a value run absorbs a 等 that follows it (see _skeleton), so frames do too
         parts = re.split(r"(\{[a-z]+\})", frame.replace("{vals}等", "{vals}"))
-        out.append(re.compile("".join(_SLOT.get(p, re.escape(p)) for p in parts if p)))
+        out.append((re.compile("".join(_SLOT.get(p, re.escape(p)) for p in parts if p)), attribute))
     return tuple(out)
 
 
@@ -214,12 +227,23 @@ def _index(knowledge: dict, kb) -> _Index:
         idx.predicates.update(preds)
         if kb is not None:
             idx.names.update(aliases_of(kb, entity))
-    if kb is not None:
-        schema = kb.schema
-        mapping = schema.predicate_attribute()
-        idx.predicates.update(mapping[p] for p in list(idx.predicates) if p in mapping)
+    mapping = _predicate_attribute(kb.schema if kb is not None else None)
+    idx.attributes = {mapping[p] for p in idx.predicates if p in mapping}
+    idx.predicates.update(idx.attributes)
     idx.norm_text = normalize(json.dumps(knowledge or {}, ensure_ascii=False))
     return idx
+
+
+def _predicate_attribute(schema) -> dict[str, str]:
+    """raw predicate -> attribute, from the KB's schema (the shipped one when no KB is given)."""
+    return schema.predicate_attribute() if schema is not None else _shipped_mapping()
+
+
+@lru_cache(maxsize=1)
+def _shipped_mapping() -> dict[str, str]:
+    from ktune.kb.schema import Schema
+
+    return Schema.load().predicate_attribute()
 
 
 _ALIASES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -365,8 +389,21 @@ def _facts(spans: list[_Span], idx: _Index) -> tuple[Fact, ...]:
 
 
 def _framed(text: str, spans: list[_Span], idx: _Index) -> bool:
+    """Some trained frame reads the sentence, and a per-attribute frame only over that attribute's knowledge
+    ("X含有{vals}" states 成份: over 不良反应 values it would be a new claim)."""
+    if _doubled(text, spans):
+        return False
     skeleton = _skeleton(text, spans)
-    return any(_frame_match(p, skeleton, idx) for p in frame_patterns())
+    return any((attr is None or attr in idx.attributes) and _frame_match(p, skeleton, idx)
+               for p, attr in frame_patterns())
+
+
+def _doubled(text: str, spans: list[_Span]) -> bool:
+    """A value whose first character the connective text right before it repeats (有有特殊的香气): the model
+    wrote the start of the value twice, so what it states is not the value."""
+    ends = {sp.end for sp in spans}
+    return any(sp.kind == "value" and sp.start > 0 and sp.start not in ends and text[sp.start - 1] == sp.text[0]
+               for sp in spans)
 
 
 def _skeleton(text: str, spans: list[_Span]) -> str:
