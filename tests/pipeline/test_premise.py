@@ -82,3 +82,13 @@ def test_the_pipeline_answers_a_premise_question_from_the_kb_and_reports_the_ver
     assert {"entity": "利福平片", "predicate": "适应症", "value": "结核病"} in data["sentences"][1]["facts"]
     assert data["dropped_claims"] == [] and data["raw_answer"] is None
     json.dumps(data, ensure_ascii=False)
+
+
+def test_premise_answers_pass_the_claim_check_sentence_by_sentence(premise_kb):
+    from ktune.pipeline.claims import check_sentence
+
+    for question, entity in (("利福平可以治疗肝胆管结石吗？", "利福平片"), ("利福平能治结核病吗？", "利福平片"),
+                             ("得了糖尿病会失明吗？", "糖尿病")):
+        _, premise, knowledge = _decide(premise_kb, question, entity)
+        for sentence in premise_answer(premise, knowledge, premise_kb).sentences:
+            assert check_sentence(sentence.sentence, knowledge, question, premise_kb).ok, sentence.sentence

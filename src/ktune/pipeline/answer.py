@@ -128,7 +128,7 @@ def premise_answer(premise: Premise, knowledge: dict, kb=None) -> GroundedAnswer
             cited.setdefault(m.fact.entity, {}).setdefault(m.fact.predicate, []).append(m.fact.value)
         sentences = listing_sentences(cited, "根据知识库，", "包括：")
     else:
-        label = "、".join(p for preds in knowledge.values() for p in preds) or "、".join(premise.attributes)
+        label = "和".join(p for preds in knowledge.values() for p in preds) or "和".join(premise.attributes)
         sentences = [f"知识库中{premise.entity}的{label}没有列出“{premise.term}”。"]
         sentences += listing_sentences(knowledge, "知识库中")
     checks = [SentenceCheck(s, tuple(_facts_in(s, knowledge))) for s in sentences]

@@ -159,7 +159,7 @@ def connective_pieces() -> tuple[str, ...]:
 # {surface} is what the user wrote ("您问的“{surface}”在知识库中对应{entity}"): it relates nothing to the
 # entity, so any span may fill it, the question's own words included (\x03)
 _SLOT = {"{vals}": "\x01", "{name}": "\x02", "{entity}": "\x02", "{surface}": "[\x01\x02\x03]",
-         "{pred}": "(?P<pred>[^\x01\x02]{1,16}?)", "{n}": "[0-9]+", "{term}": "“[^”]+”"}
+         "{pred}": "(?P<pred>[^\x01\x02]{1,40}?)", "{n}": "[0-9]+", "{term}": "[^”]+"}
 
 
 @lru_cache(maxsize=1)
@@ -442,7 +442,9 @@ def _glue(between: str) -> bool:
 
 def _frame_match(pattern: re.Pattern, skeleton: str, idx: _Index) -> bool:
     m = pattern.fullmatch(skeleton)
-    return bool(m) and ("pred" not in m.groupdict() or m.group("pred") in idx.predicates)
+    if not m or "pred" not in m.groupdict():
+        return bool(m)
+    return all(p in idx.predicates for p in m.group("pred").split("和"))  # a premise verdict names several
 
 
 def _in_list(text: str, spans: list[_Span], k: int) -> bool:
