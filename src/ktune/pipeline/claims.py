@@ -2,10 +2,12 @@
 
 A sentence is read as spans and connective text. Spans are the knowledge's values (verbatim: the raw value
 or the value as the dataset writes it, markup stripped), the knowledge's entity under its KB names and
-aliases, and its predicate / attribute names. What lies between spans must be connective text the answer
-step was trained on: a piece of one of the dataset's answer frames (`ktune/data/answer_bank.json`) or of
-the sentences ktune renders itself. Anything else is a claim the knowledge does not support (a rewritten
-value, a term copied from the question, an entity from model memory) and the sentence is dropped.
+aliases, and its predicate / attribute names. With values and names as slots, the sentence must then read
+as one whole frame the answer step was trained on (`ktune/data/answer_bank.json`, a per-attribute frame
+only over that attribute's knowledge) or one ktune writes itself. Anything else is a claim the knowledge
+does not support (a rewritten value, a term copied from the question, an entity from model memory, a
+predicate name listed as a value, another attribute's wording) and the sentence is dropped, with the
+words no frame explains as its `terms`.
 
 Why spans and frames rather than a similarity score: a value is either copied or it is not, and the
 check has to explain itself (`SentenceCheck.reason`, `terms`). Why "in the question" never counts as
