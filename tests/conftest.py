@@ -23,3 +23,14 @@ def mini_kb(tmp_path):
     kb.import_file(FIXTURES / "mini_kb.jsonl")
     yield kb
     kb.close()
+
+
+@pytest.fixture
+def premise_kb(tmp_path):
+    """A small KB with real CMeKG values for 利福平片 and a few drugs and diseases (premise questions)."""
+    from ktune.kb import KnowledgeBase
+
+    kb = KnowledgeBase.open(tmp_path / "premise.sqlite", create=True)
+    kb.import_file(FIXTURES / "premise_kb.jsonl")
+    yield kb
+    kb.close()

@@ -18,23 +18,55 @@ NO_KB = TestItem("2", "糖尿病足怎么治疗？", None, None, {}, kind="no_kn
 
 def test_grounded_answer_states_knowledge_and_claims_nothing_else(mini_kb):
     pred = Prediction("急性中耳炎", "药物治疗", "急性中耳炎", KNOW, answer=f"可用阿莫西林、头孢菌素。\n{provenance_line(KNOW)}")
-    row = score_answer(ITEM, pred, mini_kb.linker.surfaces)
+    row = score_answer(ITEM, pred, mini_kb)
     assert row["knowledge_recall"] == pytest.approx(2 / 3)
     assert row["unsupported_claims"] == [] and row["refusal_correct"]
 
 
 def test_memory_answer_is_flagged_as_unsupported(mini_kb):
     pred = Prediction(None, None, None, {}, answer="急性中耳炎可以吃布洛芬缓释胶囊。")
-    row = score_answer(ITEM, pred, mini_kb.linker.surfaces)
+    row = score_answer(ITEM, pred, mini_kb)
     assert row["unsupported_claims"] == ["布洛芬缓释胶囊"] and row["knowledge_recall"] == 0.0
 
 
 def test_refusals_count_as_correct_only_without_knowledge(mini_kb):
     refusal = Prediction(None, None, None, {}, refused=True, answer="知识库中没有相关信息。")
-    rows = [score_answer(NO_KB, refusal, mini_kb.linker.surfaces), score_answer(ITEM, refusal, mini_kb.linker.surfaces)]
+    rows = [score_answer(NO_KB, refusal, mini_kb), score_answer(ITEM, refusal, mini_kb)]
     agg = aggregate_answers(rows)
     assert agg["refusal_correctness"]["k"] == 1 and agg["refusal_recall"]["value"] == 1.0
     assert agg["knowledge_recall"]["mean"] == 0.0 and agg["answered"] == 0
+
+
+def test_a_question_term_repeated_by_the_answer_is_an_unsupported_claim(mini_kb):
+    item = TestItem("3", "急性中耳炎可以用布洛芬缓释胶囊治疗吗？", "急性中耳炎", "药物治疗", KNOW, split="test_seen")
+    pred = Prediction("急性中耳炎", "药物治疗", "急性中耳炎", KNOW,
+                      answer=f"急性中耳炎可以用布洛芬缓释胶囊。\n{provenance_line(KNOW)}")
+    assert score_answer(item, pred, mini_kb)["unsupported_claims"] == ["布洛芬缓释胶囊"]
+
+
+def test_value_fidelity_and_predicate_as_value_are_read_from_the_sentences(mini_kb):
+    know = {"急性中耳炎": {"药物治疗": ["阿莫西林", "头孢菌素"], "相关药物": ["阿莫西林胶囊"]}}
+    good = Prediction("急性中耳炎", "药物治疗", "急性中耳炎", know, answer="急性中耳炎常用的药物有：阿莫西林、头孢菌素。")
+    bad = Prediction("急性中耳炎", "药物治疗", "急性中耳炎", know,
+                     answer="急性中耳炎常用的药物有：阿莫西林、头孢类、相关药物。")
+    rows = [score_answer(ITEM, good, mini_kb), score_answer(ITEM, bad, mini_kb)]
+    assert (rows[0]["verbatim_values"], rows[0]["stated_values"]) == (2, 2)
+    assert (rows[1]["verbatim_values"], rows[1]["stated_values"]) == (1, 3)
+    assert rows[1]["predicates_as_values"] == ["相关药物"]
+    agg = aggregate_answers(rows)
+    assert agg["value_fidelity"]["value"] == pytest.approx(3 / 5)
+    assert agg["predicate_as_value_rate"]["k"] == 1
+
+
+def test_the_raw_model_body_is_scored_as_the_answer_without_the_claim_check(mini_kb):
+    raw = "急性中耳炎可以吃布洛芬缓释胶囊。"
+    checked = f"根据知识库，急性中耳炎的药物治疗：阿莫西林、头孢菌素、镇痛药。\n{provenance_line(KNOW)}"
+    pred = Prediction("急性中耳炎", "药物治疗", "急性中耳炎", KNOW, answer=checked,
+                      extra={"raw_answer": raw, "dropped_claims": [{"text": raw, "reason": "unsupported_term"}]})
+    agg = aggregate_answers([score_answer(ITEM, pred, mini_kb)])
+    assert agg["unsupported_claim_rate"]["value"] == 0.0 and agg["dropped_claim_rate"]["value"] == 1.0
+    assert agg["value_fidelity"]["value"] == 1.0
+    assert agg["without_claim_check"]["unsupported_claim_rate"]["value"] == 1.0
 
 
 def test_answers_suite_compares_predictions_files(mini_kb, eval_data, tmp_path):

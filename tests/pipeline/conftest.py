@@ -88,3 +88,20 @@ def fresh_run(tiny_dir, tmp_path_factory):
     PromptFormat().save_pretrained(run)
     RunInfo(base_model=str(tiny_dir), config={"infer_dtype": "fp32"}).save(run)
     return run
+
+
+@pytest.fixture
+def premise_tiny_qa(tiny_lm, premise_kb):
+    """The tiny model's pipeline over the premise KB (stage 1 is forced in the tests that use it)."""
+    from ktune.pipeline import KnowledgeTunedQA, PipelineConfig
+
+    model, tok = tiny_lm
+    return KnowledgeTunedQA(model, tok, premise_kb, config=PipelineConfig(max_answer_tokens=24, max_query_tokens=24))
+
+
+@pytest.fixture
+def force_query(premise_tiny_qa, monkeypatch):
+    """force_query(Query(...)): stage 1 returns this query for every question."""
+    def force(query):
+        monkeypatch.setattr(premise_tiny_qa.query_stage, "run", lambda questions, mode=None: [query] * len(questions))
+    return force

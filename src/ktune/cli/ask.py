@@ -81,7 +81,22 @@ def format_answer(answer) -> str:
         lines.append(f"知识：{knowledge_json(answer.knowledge)}")
     tag = f"（拒答：{answer.refusal_reason}）" if answer.refused else ""
     lines.append(f"回答{tag}：{answer.answer}")
+    lines += citation_lines(answer)
     return "\n".join(lines)
+
+
+def citation_lines(answer) -> list[str]:
+    """Per-sentence citations, the premise verdict and the sentences the claim check removed."""
+    out = []
+    if getattr(answer, "premise", None):
+        p = answer.premise.to_json()
+        out.append(f"前提：{p['entity']} / {p['term']}：{'知识库列出' if p['verdict'] == 'listed' else '知识库未列出'}")
+    for n, c in enumerate(getattr(answer, "sentences", ()), 1):
+        facts = "；".join(f"{f.entity}/{f.predicate}/{f.value}" for f in c.facts) or "（不陈述知识）"
+        out.append(f"  [{n}] {c.sentence} <- {facts}")
+    for c in getattr(answer, "dropped_claims", ()):
+        out.append(f"  已删除（{c.reason}：{'、'.join(c.terms)}）：{c.sentence}")
+    return out
 
 
 def run_ask(args) -> int:

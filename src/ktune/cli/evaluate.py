@@ -33,7 +33,11 @@ def add_parser(sub) -> None:
                        epilog=ITEMS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", metavar="RUN", help="knowledge-tuned run folder (without it: baselines only)")
     p.add_argument("--data", metavar="DIR", help="dataset folder from `ktune data build`")
-    p.add_argument("--suite", default="retrieval", choices=("retrieval", "answers", "fewshot", "all"))
+    p.add_argument("--suite", default="retrieval", choices=("retrieval", "answers", "fewshot", "premise", "all"),
+                   help="premise: the adversarial premise set (ktune/eval/data/premise.jsonl; no --data needed)")
+    p.add_argument("--premise-split", default="test", choices=("dev", "test", "all"), help="premise set split")
+    p.add_argument("--no-claim-check", action="store_true",
+                   help="premise suite: the run's model answers premise questions itself (the before-figure)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: RUN/eval)")
     p.add_argument("--limit", type=int, metavar="N", help="first N items of each test split")
     p.add_argument("--systems", metavar="LIST", help="comma-separated subset of bm25-word,bm25-char,dense,rules,"
@@ -80,6 +84,8 @@ def run_eval(args) -> int:
     from ktune.eval.report import format_results_table, write_report
     from ktune.eval.suites import ALL_SYSTEMS, EvalConfig, retrieval_metrics
 
+    if args.suite == "premise":
+        return _premise(args)
     if not args.data and not args.items:
         raise ConfigError("ktune eval needs --data DIR (a dataset folder from `ktune data build`) "
                           "or --items FILE.jsonl (labelled questions; see `ktune eval --help`)")
@@ -105,6 +111,29 @@ def run_eval(args) -> int:
     if h2.get("skipped"):
         print(f"H2: {h2['skipped']}")
     print(f"report: {files['report']}\nmetrics: {files['metrics']}")
+    return 0
+
+
+def _premise(args) -> int:
+    from pathlib import Path
+
+    from ktune.errors import ConfigError
+    from ktune.eval.premise import run_premise_suite
+    from ktune.eval.report import write_report
+
+    if not args.out and not args.run:
+        raise ConfigError("say where to write the report: give --out DIR (or --run RUN to write into the run)")
+    out = Path(args.out) if args.out else Path(args.run) / "eval"
+    metrics = run_premise_suite(open_kb(args), args.run, out, split=args.premise_split, limit=args.limit,
+                                claim_check=not args.no_claim_check)
+    files = write_report({"premise": metrics}, out)
+    if args.json:
+        emit_json({"out": str(out), "premise": metrics})
+    else:
+        from ktune.eval.report_sections import premise_lines
+
+        print("\n".join(premise_lines(metrics)))
+        print(f"report: {files['report']}\nmetrics: {files['metrics']}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The answers task: knowledge recall, unsupported claims and refusal correctness, knowledge-tuned vs L_it."""
+"""The answers task: knowledge recall, value fidelity, unsupported claims, predicate-as-value, dropped claims and
+refusal correctness, knowledge-tuned vs L_it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from pathlib import Path
 
 from ktune.eval.items import TestItem, load_test_items
-from ktune.eval.metrics import bootstrap_mean, knowledge_recall, proportion_of, unsupported_claims
+from ktune.eval.metrics import answer_grounding, bootstrap_mean, knowledge_recall, proportion, proportion_of
 from ktune.eval.retrieval import score_splits
 from ktune.eval.systems import Prediction
 from ktune.prompt import strip_provenance
@@ -40,13 +41,18 @@ class InstructionSystem:
         return [Prediction(None, None, None, {}, bool(REFUSAL_RE.search(t)), answer=t) for t in texts]
 
 
-def score_answer(item: TestItem, pred: Prediction, surfaces) -> dict:
-    """One row: how much of the gold knowledge the answer states, what it claims beyond its support."""
+def score_answer(item: TestItem, pred: Prediction, kb) -> dict:
+    """One row: how much of the gold knowledge the answer states, whether its values are the KB's verbatim,
+    what it claims beyond the knowledge it used (question terms are not support), what the check dropped.
+
+    Values are judged against the knowledge the system used, or the gold entry when it used none (the
+    instruction baseline); the same reading is applied to the pipeline's raw model body when the prediction
+    carries it (`raw`: the answer as it would be without the claim check)."""
     answer = pred.answer or ""
     body = strip_provenance(answer)
     refused = bool(pred.refused or (not pred.knowledge and REFUSAL_RE.search(body)))
-    claims = [] if refused else unsupported_claims(body, pred.knowledge, item.question, surfaces)
-    return {
+    reference = pred.knowledge or item.knowledge
+    row = {
         "id": item.id,
         "split": item.split,
         "question": item.question,
@@ -59,29 +65,64 @@ def score_answer(item: TestItem, pred: Prediction, surfaces) -> dict:
         "refusal_correct": refused == item.should_refuse,
         "knowledge_recall": None if item.should_refuse or refused else knowledge_recall(body, item.knowledge),
         "knowledge_recall_retrieved": None if refused else knowledge_recall(body, pred.knowledge),
-        "unsupported_claims": claims,
+        "dropped_claims": pred.extra.get("dropped_claims") or [],
+        "premise": pred.extra.get("premise"),
     }
+    row.update(_grounding(body, pred.knowledge, reference, item, kb, refused))
+    raw = pred.extra.get("raw_answer")
+    if raw is not None and not refused:
+        raw_body = strip_provenance(raw)
+        row["raw"] = {"answer": raw,
+                      "knowledge_recall": None if item.should_refuse else knowledge_recall(raw_body, item.knowledge),
+                      **_grounding(raw_body, pred.knowledge, reference, item, kb, False)}
+    return row
+
+
+def _grounding(body: str, used: dict, reference: dict, item: TestItem, kb, refused: bool) -> dict:
+    if refused:
+        return {"unsupported_claims": [], "stated_values": 0, "verbatim_values": 0, "predicates_as_values": [],
+                "failing_sentences": []}
+    g = answer_grounding(body, reference, item.question, kb, item.entity)
+    if used is not reference:  # unsupported = not in what the system used ({} for a system without a KB)
+        g["unsupported_claims"] = answer_grounding(body, used, item.question, kb, item.entity)["unsupported_claims"]
+    return g
 
 
 def aggregate_answers(rows: list[dict]) -> dict:
-    """Means with bootstrap CIs for recall, Wilson CIs for rates; the answered/refused counts behind them."""
+    """Means with bootstrap CIs for recall, Wilson CIs for rates; the answered/refused counts behind them.
+    `without_claim_check`: the same reading of the model's raw bodies, where the rows carry them."""
     answered = [r for r in rows if not r["refused"]]
     recall = [r["knowledge_recall"] for r in rows if not r["should_refuse"]]
-    return {
+    out = {
         "n": len(rows),
         "answered": len(answered),
         # a refusal on an answerable item states none of the knowledge: it counts as recall 0
         "knowledge_recall": bootstrap_mean([0.0 if v is None else v for v in recall]),
-        "unsupported_claim_rate": proportion_of(bool(r["unsupported_claims"]) for r in answered),
-        "unsupported_claims_per_answer": bootstrap_mean([len(r["unsupported_claims"]) for r in answered]),
+        **_claim_rates(answered),
+        "dropped_claim_rate": proportion_of(bool(r.get("dropped_claims")) for r in answered),
         "refusal_correctness": proportion_of(r["refusal_correct"] for r in rows),
         "refusal_recall": proportion_of(r["refused"] for r in rows if r["should_refuse"]),
+    }
+    raw = [{**r, **r["raw"]} for r in answered if r.get("raw")]
+    if raw:
+        raw_recall = [r["knowledge_recall"] for r in raw if not r["should_refuse"]]
+        out["without_claim_check"] = {"n": len(raw), **_claim_rates(raw),
+                                      "knowledge_recall": bootstrap_mean([v or 0.0 for v in raw_recall])}
+    return out
+
+
+def _claim_rates(answered: list[dict]) -> dict:
+    return {
+        "value_fidelity": proportion(sum(r.get("verbatim_values", 0) for r in answered),
+                                     sum(r.get("stated_values", 0) for r in answered)),
+        "unsupported_claim_rate": proportion_of(bool(r["unsupported_claims"]) for r in answered),
+        "unsupported_claims_per_answer": bootstrap_mean([len(r["unsupported_claims"]) for r in answered]),
+        "predicate_as_value_rate": proportion_of(bool(r.get("predicates_as_values")) for r in answered),
     }
 
 
 def evaluate_answers(system, splits: dict[str, list[TestItem]], kb, out: Path | None, progress=False) -> dict:
-    surfaces = kb.linker.surfaces
-    result, _ = score_splits(system, splits, lambda it, p: score_answer(it, p, surfaces), aggregate_answers, out,
+    result, _ = score_splits(system, splits, lambda it, p: score_answer(it, p, kb), aggregate_answers, out,
                              "answers", progress)
     return result
 

@@ -84,14 +84,45 @@ def knowledge_recall(answer: str, knowledge: dict) -> float | None:
     return sum(1 for v in values if _norm(v) in body) / len(values)
 
 
-def unsupported_claims(answer: str, knowledge: dict, question: str, surfaces) -> list[str]:
-    """KB surface forms mentioned in the answer that appear in neither the knowledge nor the question.
+def unsupported_claims(answer: str, knowledge: dict, surfaces, names=()) -> list[str]:
+    """KB surface forms an answer relates to the entity that the knowledge it used does not contain.
 
     `surfaces` is the linker's normalized surface set (entity names and aliases); mentions are found
-    longest-first, so `阿莫西林胶囊` counts once. A hallucination proxy, not proof.
+    longest-first, so `阿莫西林胶囊` counts once. `names` are other names of the knowledge's entities (their
+    KB aliases), which an answer may use. A term that only the question contains is not support: a question
+    that states a false premise ("利福平可以治疗肝胆管结石吗") must not license the answer to repeat it.
+    Sentences that say the KB does not list something (没有列出, 未记载, ...) relate nothing and are skipped.
+    A hallucination proxy, not proof.
     """
-    support = _norm(question) + "\u0000" + _norm(json.dumps(knowledge or {}, ensure_ascii=False))
-    return [m for m in _mentions(_norm(answer), surfaces) if m not in support]
+    from ktune.pipeline.claims import negated, split_sentences
+
+    support = _norm(json.dumps(knowledge or {}, ensure_ascii=False))
+    allowed = {_norm(n) for n in names}
+    out = []
+    for sentence in split_sentences(answer, knowledge):
+        if negated(sentence):
+            continue
+        out += [m for m in _mentions(_norm(sentence), surfaces) if m not in support and m not in allowed]
+    return out
+
+
+def answer_grounding(answer: str, knowledge: dict, question: str, kb, subject: str | None = None) -> dict:
+    """What an answer body states, read by the claim check (ktune.pipeline.claims): values stated and how many
+    are verbatim values of `knowledge`, predicate names listed as values, unsupported KB names, and the
+    sentences the check would drop. Works on any system's text (the instruction baseline's too). `subject`:
+    the entity the question is about; naming it (or an alias) relates nothing to it, so it is no claim."""
+    from ktune.pipeline.claims import aliases_of, check_answer
+
+    check = check_answer(answer, knowledge, question, kb)
+    subjects = set(knowledge or {}) | ({subject} if subject else set())
+    names = [a for e in subjects for a in aliases_of(kb, e)] + sorted(subjects)
+    return {
+        "stated_values": sum(c.stated_values for c in check.all),
+        "verbatim_values": sum(c.verbatim_values for c in check.all),
+        "predicates_as_values": [p for c in check.all for p in c.predicates_as_values],
+        "unsupported_claims": unsupported_claims(answer, knowledge, kb.linker.surfaces, names),
+        "failing_sentences": [{"text": c.sentence, "reason": c.reason, "terms": list(c.terms)} for c in check.dropped],
+    }
 
 
 def _mentions(norm: str, surfaces, min_len: int = 2, max_len: int = 30) -> list[str]:

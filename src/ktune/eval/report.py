@@ -214,7 +214,7 @@ def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
         if png:
             files["retrieval_png"] = png
             md += ["![retrieval accuracy](retrieval.png)", ""]
-    for suite in ("answers", "fewshot", "h2"):
+    for suite in ("answers", "premise", "fewshot", "h2"):
         if suite in merged:
             from ktune.eval import report_sections
 

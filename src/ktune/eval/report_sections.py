@@ -19,20 +19,44 @@ def answers_lines(a: dict) -> list[str]:
     if a.get("skipped"):
         return out + [f"Skipped: {a['skipped']}", ""]
     out += ["Knowledge recall: share of the gold entry's values the answer states (bootstrap 95% CI; a refusal on "
-            "an answerable item counts 0). Unsupported-claim rate: answers naming a KB entity, drug or value found "
-            "in neither the retrieved knowledge nor the question (Wilson 95% CI). A hallucination proxy.", ""]
+            "an answerable item counts 0). Value fidelity: share of the values an answer states that are verbatim "
+            "values of the knowledge (ktune.pipeline.claims reads the sentences). Unsupported-claim rate: answers "
+            "relating a KB entity, drug or value to the entity that the knowledge used does not contain; a term "
+            "only the question contains is not support (Wilson 95% CI; a hallucination proxy). Predicate as value: "
+            "answers listing a predicate name among the values. Dropped: answers where the claim check removed a "
+            "sentence. `(no check)`: the model's raw body of the same run read the same way.", ""]
     for split in ("test_seen", "test_unseen", "test_no_knowledge", "real_dev", "real_test", "all_test"):
         rows = [(n, per[split]) for n, per in a.get("systems", {}).items() if split in per]
         if not rows:
             continue
-        out += [f"### {split}", "", "| system | knowledge recall | unsupported-claim rate | claims / answer | "
-                "refusal correctness | refusal recall |", "|---|---|---|---|---|---|"]
+        out += [f"### {split}", "", "| system | knowledge recall | value fidelity | unsupported-claim rate | "
+                "predicate as value | dropped | refusal correctness | refusal recall |",
+                "|---|---|---|---|---|---|---|---|"]
         for name, s in rows:
-            out.append(f"| {name} | {fmt_mean(s['knowledge_recall'])} | {fmt_prop(s['unsupported_claim_rate'])} | "
-                       f"{fmt_mean(s['unsupported_claims_per_answer'])} | {fmt_prop(s['refusal_correctness'])} | "
+            out.append(f"| {name} | {fmt_mean(s['knowledge_recall'])} | {fmt_prop(s['value_fidelity'])} | "
+                       f"{fmt_prop(s['unsupported_claim_rate'])} | {fmt_prop(s['predicate_as_value_rate'])} | "
+                       f"{fmt_prop(s['dropped_claim_rate'])} | {fmt_prop(s['refusal_correctness'])} | "
                        f"{fmt_prop(s['refusal_recall'])} |")
+            raw = s.get("without_claim_check")
+            if raw:
+                out.append(f"| {name} (no check) | {fmt_mean(raw['knowledge_recall'])} | "
+                           f"{fmt_prop(raw['value_fidelity'])} | {fmt_prop(raw['unsupported_claim_rate'])} | "
+                           f"{fmt_prop(raw['predicate_as_value_rate'])} | – | – | – |")
         out.append("")
     return out
+
+
+def premise_lines(p: dict) -> list[str]:
+    """The premise suite: false affirmations and false denials per system, with Wilson 95% CIs."""
+    out = ["## Premise questions: affirmed only when the KB lists the term", "",
+           f"{p.get('n_items')} questions ({p.get('split')} split of the adversarial premise set, "
+           f"{p.get('n_absent')} with the term absent from the entity's values). False affirmation: the answer "
+           "affirms an absent term; false denial: it does not affirm a present one.", "",
+           "| system | false affirmations (absent) | false denials (present) | premise detected |", "|---|---|---|---|"]
+    for name, s in p.get("systems", {}).items():
+        out.append(f"| {name} | {fmt_prop(s['false_affirmation'])} | {fmt_prop(s['false_denial'])} | "
+                   f"{fmt_prop(s['detected'])} |")
+    return out + [""]
 
 
 def fewshot_lines(fs: dict) -> list[str]:
@@ -87,4 +111,6 @@ def render(suite: str, data: dict, out_dir: Path) -> tuple[list[str], dict[str, 
         return fewshot_lines(data), ({"fewshot_png": png} if png else {})
     if suite == "h2":
         return h2_lines(data), {}
+    if suite == "premise":
+        return premise_lines(data), {}
     return [], {}

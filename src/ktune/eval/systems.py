@@ -61,7 +61,8 @@ def prediction_from_json(obj: dict) -> Prediction:
         knowledge=know,
         refused=bool(refused) if refused is not None else not know,
         answer=obj.get("answer") or "",
-        extra={k: obj[k] for k in ("link_score", "link_method", "refusal_reason") if obj.get(k) is not None},
+        extra={k: obj[k] for k in ("link_score", "link_method", "refusal_reason", "raw_answer", "dropped_claims",
+                                    "premise", "sentences") if obj.get(k) is not None},
     )
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+from ktune.data.answers import clean_value
 from ktune.errors import UnknownAttributeError
+from ktune.pipeline.claims import Fact, SentenceCheck, check_answer, check_sentence, knowledge_facts, negated
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Decoder
+from ktune.pipeline.premise import Premise
 from ktune.pipeline.query import Query
 from ktune.prompt import PROVENANCE_PREFIX, provenance_line, strip_provenance
 
@@ -44,30 +48,122 @@ def refusal_text(config: PipelineConfig, query: Query, reason: str) -> str:
     return config.refusal_template.format(entity=entity, attribute=attribute)
 
 
+LIST_CAP = 10  # values written out in a listing; the rest are counted, the provenance line has them all
+
+
+@dataclass(frozen=True)
+class GroundedAnswer:
+    """An answer after the claim check: the text (body + provenance), its sentences with the facts each
+    states, the sentences dropped and why, the model's body as generated, and a premise verdict if any."""
+
+    text: str
+    sentences: tuple[SentenceCheck, ...]
+    dropped: tuple[SentenceCheck, ...] = ()
+    raw: str | None = None
+    premise: Premise | None = None
+
+
+def _shown(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for v in map(clean_value, values):
+        if v and v not in out:
+            out.append(v)
+    return out
+
+
+def listing_sentences(knowledge: dict, intro: str = "根据知识库，", verb: str = "：") -> list[str]:
+    """One plain sentence per predicate, values verbatim; past LIST_CAP values only a count."""
+    out = []
+    for entity, preds in knowledge.items():
+        for pred, values in preds.items():
+            shown = _shown(values)
+            if not shown:
+                continue
+            # values that hold 、 or ， themselves are joined with ； so the list stays readable
+            sep = "；" if any("、" in v or "，" in v or "," in v for v in shown) else "、"
+            if len(shown) > LIST_CAP:
+                out.append(f"{intro}{entity}的{pred}包括{sep.join(shown[:LIST_CAP])}等，共{len(shown)}项（完整列表见相关知识）。")
+            else:
+                out.append(f"{intro}{entity}的{pred}{verb}{sep.join(shown)}。")
+    return out
+
+
 def knowledge_sentence(knowledge: dict) -> str:
-    """A plain statement of the retrieved facts, used when the model writes no answer body."""
-    parts = [f"{entity}的{pred}：{'、'.join(values)}" for entity, preds in knowledge.items() for pred, values in preds.items()]
-    return "根据知识库，" + "；".join(parts) + "。"
+    """A plain statement of the retrieved facts, used when no sentence of the model's answer survives."""
+    return "".join(listing_sentences(knowledge))
 
 
-def with_provenance(body: str, knowledge: dict) -> str:
-    """The model's answer body (any provenance-looking line it produced removed) + the real provenance."""
+def ground(body: str, knowledge: dict, question: str = "", kb=None) -> GroundedAnswer:
+    """The model's body through the claim check + the real provenance line.
+
+    Sentences that state anything the knowledge does not are dropped (recorded in `dropped`); when no
+    remaining sentence states a fact, a plain listing of the knowledge comes first.
+    """
+    lines = [ln for ln in strip_provenance(body).splitlines() if not ln.strip().startswith(PROVENANCE_PREFIX)]
+    text = "\n".join(lines).strip()
+    check = check_answer(text, knowledge, question, kb)
+    kept = list(check.kept)
+    if not any(c.facts for c in kept):
+        kept = [check_sentence(s, knowledge, question, kb) for s in listing_sentences(knowledge)] + kept
+    out = "".join(c.sentence for c in kept)
+    return GroundedAnswer(f"{out}\n{provenance_line(knowledge)}", tuple(kept), check.dropped, raw=body)
+
+
+def unchecked(body: str, knowledge: dict) -> GroundedAnswer:
+    """The model's body as generated (its provenance-looking lines replaced by the real line), no check."""
     lines = [ln for ln in strip_provenance(body).splitlines() if not ln.strip().startswith(PROVENANCE_PREFIX)]
     text = "\n".join(lines).strip() or knowledge_sentence(knowledge)
-    return f"{text}\n{provenance_line(knowledge)}"
+    return GroundedAnswer(f"{text}\n{provenance_line(knowledge)}", (), raw=body)
+
+
+def with_provenance(body: str, knowledge: dict, question: str = "", kb=None) -> str:
+    """The checked answer text: kept sentences (or the listing) + the real provenance."""
+    return ground(body, knowledge, question, kb).text
+
+
+def premise_answer(premise: Premise, knowledge: dict, kb=None) -> GroundedAnswer:
+    """A premise question answered from the KB alone: the matching values cited, or "not listed" + the list."""
+    if premise.listed:
+        cited: dict[str, dict[str, list[str]]] = {}
+        for m in premise.matches:
+            cited.setdefault(m.fact.entity, {}).setdefault(m.fact.predicate, []).append(m.fact.value)
+        sentences = listing_sentences(cited, "根据知识库，", "包括：")
+    else:
+        label = "和".join(p for preds in knowledge.values() for p in preds) or "和".join(premise.attributes)
+        sentences = [f"知识库中{premise.entity}的{label}没有列出“{premise.term}”。"]
+        sentences += listing_sentences(knowledge, "知识库中")
+    checks = [SentenceCheck(s, tuple(_facts_in(s, knowledge))) for s in sentences]
+    text = "".join(sentences)
+    return GroundedAnswer(f"{text}\n{provenance_line(knowledge)}", tuple(checks), premise=premise)
+
+
+def _facts_in(sentence: str, knowledge: dict) -> list[Fact]:
+    """The facts a rendered sentence writes out (values it contains verbatim, as clean_value shows them)."""
+    if negated(sentence):
+        return []
+    out = []
+    for fact in knowledge_facts(knowledge):
+        v = clean_value(fact.value)
+        if v and v in sentence and fact not in out:
+            out.append(fact)
+    return out
 
 
 class AnswerStage:
-    """Stage 3: greedy answer generation from question + knowledge with the run's prompt format."""
+    """Stage 3: greedy answer generation from question + knowledge with the run's prompt format, then the
+    claim check (ktune.pipeline.claims) on every sentence."""
 
-    def __init__(self, decoder: Decoder, prompt_format, config: PipelineConfig):
+    def __init__(self, decoder: Decoder, prompt_format, config: PipelineConfig, kb=None):
         self.decoder = decoder
         self.fmt = prompt_format
         self.config = config
+        self.kb = kb
 
-    def run(self, questions: list[str], knowledges: list[dict]) -> list[str]:
+    def run(self, questions: list[str], knowledges: list[dict]) -> list[GroundedAnswer]:
         if not questions:
             return []
         prompts = [self.fmt.answer_prompt(q, k) for q, k in zip(questions, knowledges, strict=True)]
         beams = self.decoder.greedy(prompts, self.config.max_answer_tokens)
-        return [with_provenance(b.text, k) for b, k in zip(beams, knowledges, strict=True)]
+        if not self.config.claim_check:  # the model's body as it wrote it (for before/after comparisons)
+            return [unchecked(b.text, k) for b, k in zip(beams, knowledges, strict=True)]
+        return [ground(b.text, k, q, self.kb) for b, q, k in zip(beams, questions, knowledges, strict=True)]

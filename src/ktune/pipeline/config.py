@@ -58,6 +58,9 @@ class PipelineConfig:
     # `无` for a question that names a KB condition/drug as a standalone word: query that entity (the model picks
     # the attribute under the grammar)
     mention_fallback: bool = True
+    # the claim check (ktune.pipeline.claims): answer sentences that state anything the knowledge does not are
+    # dropped, premise questions ("X可以治疗Y吗") are decided from the KB; False = the model's text as written
+    claim_check: bool = True
 
     def __post_init__(self):
         if self.query_mode not in QUERY_MODES:

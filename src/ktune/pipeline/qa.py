@@ -8,9 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ktune.errors import InputError
-from ktune.pipeline.answer import AnswerStage, refusal_text, retrieve
+from ktune.pipeline.answer import (
+    NO_KNOWLEDGE,
+    AnswerStage,
+    GroundedAnswer,
+    premise_answer,
+    refusal_text,
+    retrieve,
+)
+from ktune.pipeline.claims import SentenceCheck
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Decoder
+from ktune.pipeline.premise import Premise, decide_premise, detect_premise, premise_knowledge
 from ktune.pipeline.query import Query, QueryStage
 from ktune.pipeline.trie import QueryGrammar
 from ktune.prompt import PromptFormat
@@ -31,6 +40,12 @@ class Answer:
     refusal_reason: str | None
     kb_version: str
     timings: dict = field(default_factory=dict)  # seconds per stage (a batch's time shared per question)
+    # the claim check (ktune.pipeline.claims): each sentence of `answer` with the (entity, predicate, value)
+    # facts it states, the sentences removed and why, a premise question's verdict, the model's own body
+    sentences: tuple[SentenceCheck, ...] = ()
+    dropped_claims: tuple[SentenceCheck, ...] = ()
+    premise: Premise | None = None
+    raw_answer: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -44,6 +59,10 @@ class Answer:
             "refusal_reason": self.refusal_reason,
             "kb_version": self.kb_version,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "sentences": [c.to_json() for c in self.sentences],
+            "dropped_claims": [c.to_json() for c in self.dropped_claims],
+            "premise": self.premise.to_json() if self.premise else None,
+            "raw_answer": self.raw_answer,
         }
 
 
@@ -73,7 +92,7 @@ class KnowledgeTunedQA:
         self.run_info = run_info
         self.decoder = Decoder(model, tokenizer, self.fmt)
         self.query_stage = QueryStage(self.decoder, kb, self.fmt, self.config, grammar)
-        self.answer_stage = AnswerStage(self.decoder, self.fmt, self.config)
+        self.answer_stage = AnswerStage(self.decoder, self.fmt, self.config, kb)
         self.kb_version = kb.version
         if run_info is not None and run_info.kb_version and run_info.kb_version != self.kb_version:
             log.warning(
@@ -122,25 +141,47 @@ class KnowledgeTunedQA:
         queries = self.query_stage.run(questions, mode)
         t1 = time.perf_counter()
         retrieved = [retrieve(self.kb, q, self.config.attribute_fallback) for q in queries]
+        premises = self._premises(questions, queries, retrieved) if with_answer and self.config.claim_check else {}
         t2 = time.perf_counter()
-        todo = [i for i, (k, _) in enumerate(retrieved) if k] if with_answer else []
+        todo = [i for i, (k, _) in enumerate(retrieved) if k and i not in premises] if with_answer else []
         bodies = dict(zip(todo, self.answer_stage.run([questions[i] for i in todo], [retrieved[i][0] for i in todo]), strict=True))
+        for i, pq in premises.items():
+            knowledge = retrieved[i][0]
+            if knowledge:
+                bodies[i] = premise_answer(decide_premise(pq, knowledge, self.kb), knowledge, self.kb)
         t3 = time.perf_counter()
         timing = {"query": (t1 - t0) / n, "knowledge": (t2 - t1) / n, "answer": (t3 - t2) / max(len(todo), 1)}
         answers = []
         for i, (q, (knowledge, reason)) in enumerate(zip(queries, retrieved, strict=True)):
-            answers.append(self._answer(originals[i], q, knowledge, reason, bodies.get(i), with_answer, timing))
+            answers.append(self._answer(originals[i], q, knowledge, reason, bodies.get(i), with_answer, timing,
+                                        premises.get(i)))
         return answers
 
-    def _answer(self, question, q: Query, knowledge, reason, body, with_answer, timing) -> Answer:
+    def _premises(self, questions, queries, retrieved) -> dict:
+        """Premise questions ("X可以治疗Y吗") by index; their knowledge is X's values for the relation's
+        attributes (the verdict is about that relation whatever attribute stage 1 chose)."""
+        out = {}
+        for i, q in enumerate(queries):
+            pq = detect_premise(questions[i], q.linked_entity, self.kb, q.entity)
+            if pq is not None:
+                knowledge = premise_knowledge(self.kb, pq)
+                retrieved[i] = (knowledge, None) if knowledge else ({}, NO_KNOWLEDGE)
+                out[i] = pq
+        return out
+
+    def _answer(self, question, q: Query, knowledge, reason, body: GroundedAnswer | None, with_answer, timing,
+                premise=None) -> Answer:
         refused = reason is not None
         if not with_answer:
             text = None
+        elif refused and premise is not None:
+            text = self.config.refusal_template.format(entity=premise.entity, attribute="/".join(premise.attributes))
         else:
-            text = refusal_text(self.config, q, reason) if refused else body
+            text = refusal_text(self.config, q, reason) if refused else body.text
         stage_times = dict(timing)
         if refused or not with_answer:
             stage_times.pop("answer")
+        grounded = body if with_answer and not refused else None
         return Answer(
             question=question,
             query=(q.entity, q.attribute),
@@ -153,4 +194,8 @@ class KnowledgeTunedQA:
             refusal_reason=reason,
             kb_version=self.kb_version,
             timings=stage_times,
+            sentences=grounded.sentences if grounded else (),
+            dropped_claims=grounded.dropped if grounded else (),
+            premise=grounded.premise if grounded else None,
+            raw_answer=grounded.raw if grounded else None,
         )
