@@ -28,6 +28,9 @@ LOGIT_SETTINGS = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, 
                   "begin_suppress_tokens": None, "sequence_bias": None, "forced_bos_token_id": None,
                   "forced_eos_token_id": None, "exponential_decay_length_penalty": None}
 VERIFY_EVERY = 16  # drafted tokens checked per whole-head product: fewer wasted steps after a miss vs head reads
+# Replaced drafts per row after which a call decodes with the whole head at every step (as generate() does): a
+# model whose answers leave the draft vocabulary would otherwise pay a cut and re-feed for most chunks.
+MAX_REJECTED_PER_ROW = 4
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class DraftStats:
     rejected: int = 0  # drafts the whole head replaced (each costs a restart)
     rounds: int = 0  # prefills (1 + restarts, per batch)
     rows: list[int] = field(default_factory=list)  # draft vocabulary size per round
+    whole_head: bool = False  # too many drafts were replaced: the rest was decoded with the whole head
 
 
 class Decoder:
@@ -194,54 +198,83 @@ class Decoder:
         return len(tokens) >= max_new_tokens or bool(tokens and tokens[-1] in self.end_ids)
 
     def _round(self, todo, prompts, accepted, max_new_tokens, stats: DraftStats, streamer) -> None:
-        """One prefill of prompt + accepted tokens for the rows in `todo`, then drafting until every row ends,
-        reaches max_new_tokens, or has a draft replaced (it restarts in the next round)."""
+        """One prefill of prompt + accepted tokens for the rows in `todo`, then drafting until every row ends or
+        reaches max_new_tokens. After a replaced draft the KV cache is cut back to the last verified token
+        (every row alike; rows that lose verified tokens feed them again); where the cache cannot be cut, the
+        row leaves the round and restarts in the next one."""
+        n = len(todo)
         seqs = [prompts[i] + accepted[i] for i in todo]
         head = SubsetHead(self._full_head(), sorted({*self.draft_ids, *(t for s in seqs for t in s)}))
         stats.rows.append(int(head.index.numel()))
-        recorder = _Recorder(head)
+        # whole: decode with the whole head (every output final, nothing to verify) after too many replaced drafts
+        whole = stats.whole_head = stats.whole_head or stats.rejected > MAX_REJECTED_PER_ROW * n
+        recorder = _Recorder(self._full_head() if whole else head)
         lm = with_head(self.base_model, recorder)
         input_ids, mask = self._pad(seqs)
         position = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache_key = "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
         padded = not bool(mask.all())  # generate() drops an all-ones mask; so do we (same attention kernels)
+        cache_key = "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
         kwargs = {"attention_mask": mask if padded else None, "position_ids": position, "use_cache": True}
         out = lm(input_ids=input_ids, logits_to_keep=1, **kwargs)
         cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-        pending: list[list[tuple[int, torch.Tensor]]] = [[] for _ in todo]
-        live = [not self._finished(accepted[i], max_new_tokens) for i in todo]
+        base = [len(accepted[i]) for i in todo]  # accepted tokens already in the cache (the prefill)
+        fed: list[list[int]] = [[] for _ in todo]  # tokens fed after the prefill (their K/V are in the cache)
+        feed: list[list[int]] = [[] for _ in todo]  # tokens to feed next: the latest draft, or verified ones
+        pending: list[list[tuple[int, torch.Tensor]]] = [[] for _ in todo]  # drafts not yet verified
+        live, drafting = [True] * n, [True] * n  # drafting: this forward's output is the row's next draft
         last_pos = position[:, -1:]
         while True:
-            tokens = out.logits[:, -1].argmax(-1)
+            tokens = out.logits[:, -1].argmax(-1).tolist()
             hidden = recorder.take()
-            for r in range(len(todo)):
-                if live[r]:
-                    pending[r].append((int(tokens[r]), hidden[r]))
-                    stats.drafted += 1
-            full = [live[r] and (len(accepted[i]) + len(pending[r]) >= max_new_tokens
-                                 or pending[r][-1][0] in self.end_ids) for r, i in enumerate(todo)]
-            if any(full) or any(len(p) >= VERIFY_EVERY for p in pending):
-                self._verify(todo, pending, accepted, live, stats, streamer)
-                for r, i in enumerate(todo):
-                    live[r] = live[r] and not self._finished(accepted[i], max_new_tokens)
+            for r, i in enumerate(todo):
+                if live[r] and drafting[r]:
+                    feed[r] = [tokens[r]]
+                    if whole:
+                        accepted[i].append(tokens[r])
+                        if streamer is not None:
+                            streamer.put(torch.tensor(feed[r], dtype=torch.long))
+                    else:
+                        pending[r].append((tokens[r], hidden[r]))
+                        stats.drafted += 1
+            if any(live[r] and pending[r] and (len(accepted[i]) + len(pending[r]) >= max_new_tokens
+                                               or pending[r][-1][0] in self.end_ids
+                                               or len(pending[r]) >= VERIFY_EVERY) for r, i in enumerate(todo)):
+                cut = self._verify(todo, pending, accepted, live, stats, streamer, feed)
+                if cut:
+                    if not self._crop(cache, cut):
+                        return  # rows with a replaced draft restart in the next round
+                    mask, last_pos = mask[:, :-cut], last_pos - cut
+                    for r, i in enumerate(todo):
+                        fed[r] = fed[r][:len(fed[r]) - cut]
+                        if live[r]:  # verified tokens the cut removed from the cache, then the next one
+                            feed[r] = accepted[i][base[r] + len(fed[r]):]
+                if stats.rejected > MAX_REJECTED_PER_ROW * n and not whole:
+                    recorder.head, whole, stats.whole_head = self._full_head(), True, True
+            for r, i in enumerate(todo):
+                live[r] = live[r] and not self._finished(accepted[i], max_new_tokens)
             if not any(live):
                 return
-            mask = torch.cat([mask, mask.new_ones((len(todo), 1))], dim=1)
+            step = []
+            for r in range(n):
+                step.append(feed[r].pop(0) if live[r] else self.pad_id)
+                drafting[r] = live[r] and not feed[r]
+                fed[r].append(step[-1])
+            mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
             last_pos = last_pos + 1
-            step = tokens.where(torch.tensor(live, device=tokens.device), torch.full_like(tokens, self.pad_id))
             kwargs = {"attention_mask": mask if padded else None, "position_ids": last_pos, "use_cache": True,
                       cache_key: cache}
-            out = lm(input_ids=step[:, None], logits_to_keep=1, **kwargs)
+            out = lm(input_ids=torch.tensor(step, device=mask.device)[:, None], logits_to_keep=1, **kwargs)
 
-    def _verify(self, todo, pending, accepted, live, stats: DraftStats, streamer) -> None:
+    def _verify(self, todo, pending, accepted, live, stats: DraftStats, streamer, feed) -> int:
         """Check every live row's pending drafts with the whole head in one product; accept each row's drafts
-        up to its first miss, which is replaced by the whole head's token (the row then leaves the round)."""
+        up to its first miss, which is replaced by the whole head's token. Returns how many cached positions
+        must be cut so that no row keeps a rejected token (0: none)."""
         rows = [r for r in range(len(todo)) if live[r] and pending[r]]
         if not rows:
-            return
+            return 0
         hidden = torch.stack([h for r in rows for _, h in pending[r]])
         best = head_logits(self.base_model, hidden).float().argmax(-1).tolist()
-        k = 0
+        k, cut = 0, 0
         for r in rows:
             drafts = [t for t, _ in pending[r]]
             truth = best[k:k + len(drafts)]
@@ -251,11 +284,28 @@ class Decoder:
             if n_ok < len(drafts):
                 new.append(truth[n_ok])
                 stats.rejected += 1
-                live[r] = False
+                # cached after this row's verified tokens: the rejected draft and the drafts fed after it
+                cut = max(cut, len(drafts) - 1 - n_ok)
+                feed[r] = [truth[n_ok]]
             accepted[todo[r]].extend(new)
             pending[r] = []
             if streamer is not None and new:
                 streamer.put(torch.tensor(new, dtype=torch.long))
+        return cut
+
+    @staticmethod
+    def _crop(cache, cut: int) -> bool:
+        """Drop the last `cut` positions of a KV cache; False (cache untouched) where that is not possible: a
+        sliding-window layer already past its window keeps no older states, or a cache without crop()."""
+        layers = getattr(cache, "layers", None)
+        if layers is None or not hasattr(cache, "crop"):
+            return False
+        for layer in layers:
+            window = getattr(layer, "sliding_window", None)
+            if getattr(layer, "is_sliding", False) and window is not None and layer.get_seq_length() >= window:
+                return False
+        cache.crop(-cut)
+        return True
 
     def _full_head(self) -> nn.Module:
         owner, name = output_embeddings_owner(self.base_model)
