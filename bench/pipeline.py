@@ -89,6 +89,8 @@ def compare(pipelines: dict, records: list[dict], answer_n: int, batch_size: int
             qa.ask(q, with_answer=False)
             out[name]["stage1_b1_s"].append(time.perf_counter() - t)
             out[name]["peak_rss_mb"] = max(out[name]["peak_rss_mb"], rss.read() or 0.0)
+    print("stage 1 at batch 1: " + ", ".join(f"{n} {len(v['stage1_b1_s']) / sum(v['stage1_b1_s']):.2f} q/s"
+                                            for n, v in out.items()), flush=True)
     answered = [r for r in records if r["entity"] is not None][:answer_n]
     for r in answered:  # full answers, one question at a time, alternating paths
         for name, qa in pipelines.items():
@@ -102,6 +104,8 @@ def compare(pipelines: dict, records: list[dict], answer_n: int, batch_size: int
                 out[name].setdefault("answer_gen_s", 0.0)
                 out[name]["answer_gen_s"] += a.timings.get("answer", 0.0)
             single[name].append(a)
+        print(f"  answered {len(single[name])}/{len(answered)}: "
+              + ", ".join(f"{n} {v['answer_s'][-1]:.2f}s" for n, v in out.items()), flush=True)
     batched = {}
     for name, qa in pipelines.items():  # stage 1 + 2 batched
         qa.config = replace(qa.config, batch_size=batch_size)
