@@ -1,16 +1,25 @@
-"""Pipeline benchmark: stage-1 and full-answer latency, batched query throughput, constrained overhead, and
-stage-1 accuracy of every query mode on the human-style questions (tests/fixtures/human_questions.jsonl).
+"""Pipeline benchmark: the old decoding path against the new one, in one process on the same questions.
 
-    python bench/pipeline.py --run runs/demo [--kb PATH] [--latency-n 20] [--throughput-n 64] [--variants]
+    python bench/pipeline.py --run runs/demo --data data/demo [--split test_seen] [--n 24] [--answer-n 16]
+                             [--threads 2] [--json out.json] [--variants]
 
-Prints numbers (and --json writes them); measures, asserts nothing. Timings depend on the machine's load:
-on a shared machine run it when it is idle, and compare modes within one run only.
+old: stage-3 answers by generate() with the whole 262k-row head at every step (answer_decoding "full").
+new: the defaults (answer_decoding "draft": draft-and-verify, the same greedy tokens).
+Both share one loaded model, grammar and KB. For each path: stage-1 questions/s at batch 1 and batch 16 (stages
+1-2, what `predict --no-answer` does), full-answer latency p50 / p95 for single questions (ask(): stages 1-3),
+answer tokens/s, peak RSS during the path's calls, retrieval accuracy against the split's gold queries, and how
+many queries and answer texts the two paths share. Single-question calls alternate old / new, so a change in the
+machine's load hits both. Other processes' CPU use over the run is printed with the numbers.
+--variants: stage-1 accuracy of every query mode on the human-style questions (tests/fixtures).
+
+Prints numbers (and --json writes them); measures, asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -18,39 +27,148 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HUMAN = ROOT / "tests" / "fixtures" / "human_questions.jsonl"
+PATHS = {"old": {"answer_decoding": "full"}, "new": {}}
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def read_questions(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+def read_questions(path: Path, n: int | None = None) -> list[dict]:
+    from ktune.jsonl import read_jsonl
+
+    rows = read_jsonl(path)
+    return rows[:n] if n else rows
+
+
+class PeakRss:
+    """Peak resident memory between reset() and read(), from /proc/self/status (VmHWM; reset via clear_refs)."""
+
+    def reset(self) -> None:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+    def read(self) -> float | None:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+
+def gold_hit(record: dict, answer) -> bool:
+    """Retrieval: the gold entity (or an accepted alternative) and attribute, with knowledge fetched."""
+    entities = {record["entity"], *record.get("alternatives", [])}
+    return answer.linked_entity in entities and answer.query[1] == record["attribute"] and bool(answer.knowledge)
+
+
+def answer_tokens(tokenizer, answer) -> int:
+    """Tokens of the generated answer body (the provenance line is appended by ktune, not generated) + stop."""
+    body = (answer.answer or "").rsplit("\n相关知识：", 1)[0]
+    return len(tokenizer(body, add_special_tokens=False)["input_ids"]) + 1
+
+
+def compare(pipelines: dict, records: list[dict], answer_n: int, batch_size: int) -> dict:
+    from ktune.threads import CpuSampler
+
+    rss, sampler = PeakRss(), CpuSampler()
+    out = {name: {"stage1_b1_s": [], "answer_s": [], "answer_tokens": 0, "peak_rss_mb": 0.0} for name in pipelines}
+    single: dict[str, list] = {name: [] for name in pipelines}
+    questions = [r["question"] for r in records]
+    for qa in pipelines.values():  # warm-up: first-call costs (lazy heads, allocator) outside the timings
+        qa.ask(questions[0])
+    for q in questions:  # stage 1 + 2 at batch 1, alternating paths
+        for name, qa in pipelines.items():
+            rss.reset()
+            t = time.perf_counter()
+            qa.ask(q, with_answer=False)
+            out[name]["stage1_b1_s"].append(time.perf_counter() - t)
+            out[name]["peak_rss_mb"] = max(out[name]["peak_rss_mb"], rss.read() or 0.0)
+    print("stage 1 at batch 1: " + ", ".join(f"{n} {len(v['stage1_b1_s']) / sum(v['stage1_b1_s']):.2f} q/s"
+                                            for n, v in out.items()), flush=True)
+    answered = [r for r in records if r["entity"] is not None][:answer_n]
+    for r in answered:  # full answers, one question at a time, alternating paths
+        for name, qa in pipelines.items():
+            rss.reset()
+            t = time.perf_counter()
+            a = qa.ask(r["question"])
+            out[name]["answer_s"].append(time.perf_counter() - t)
+            out[name]["peak_rss_mb"] = max(out[name]["peak_rss_mb"], rss.read() or 0.0)
+            if not a.refused:
+                out[name]["answer_tokens"] += answer_tokens(qa.decoder.tokenizer, a)
+                out[name].setdefault("answer_gen_s", 0.0)
+                out[name]["answer_gen_s"] += a.timings.get("answer", 0.0)
+            single[name].append(a)
+        print(f"  answered {len(single[name])}/{len(answered)}: "
+              + ", ".join(f"{n} {v['answer_s'][-1]:.2f}s" for n, v in out.items()), flush=True)
+    batched = {}
+    for name, qa in pipelines.items():  # stage 1 + 2 batched
+        qa.config = replace(qa.config, batch_size=batch_size)
+        qa.query_stage.config = qa.answer_stage.config = qa.config
+        rss.reset()
+        t = time.perf_counter()
+        batched[name] = qa.ask_batch(questions, with_answer=False)
+        out[name]["stage1_b16_s"] = time.perf_counter() - t
+        out[name]["peak_rss_mb"] = max(out[name]["peak_rss_mb"], rss.read() or 0.0)
+    others = sampler.other_busy_cores()
+    for name, res in out.items():
+        b1 = res.pop("stage1_b1_s")
+        ans = res.pop("answer_s")
+        res.update(
+            stage1_qps_b1=len(b1) / sum(b1),
+            stage1_qps_batch=len(questions) / res.pop("stage1_b16_s"),
+            answer_p50_s=percentile(ans, 0.5),
+            answer_p95_s=percentile(ans, 0.95),
+            answer_n=len(ans),
+            answer_tokens_per_s=res["answer_tokens"] / res["answer_gen_s"] if res.get("answer_gen_s") else None,
+            retrieval_acc=sum(gold_hit(r, a) for r, a in zip(records, batched[name], strict=True))
+            / max(1, sum(r["entity"] is not None for r in records)),
+        )
+    names = list(pipelines)
+    a, b = names[0], names[1]
+    same_query = sum(x.query == y.query and x.linked_entity == y.linked_entity
+                     for x, y in zip(batched[a], batched[b], strict=True))
+    same_answer = [x.answer == y.answer for x, y in zip(single[a], single[b], strict=True)]
+    diffs = [{"question": x.question, a: x.answer, b: y.answer}
+             for x, y in zip(single[a], single[b], strict=True) if x.answer != y.answer]
+    return {"paths": out, "n_questions": len(questions), "batch_size": batch_size,
+            "queries_identical": f"{same_query}/{len(questions)}",
+            "answers_identical": f"{sum(same_answer)}/{len(same_answer)}", "answer_diffs": diffs,
+            "other_processes_busy_cores": others}
+
+
+def print_table(res: dict, threads: int) -> None:
+    paths = res["paths"]
+    names = list(paths)
+    rows = [("stage-1 q/s, batch 1", "stage1_qps_b1", "{:.2f}"),
+            (f"stage-1 q/s, batch {res['batch_size']}", "stage1_qps_batch", "{:.2f}"),
+            ("full answer p50 s (single)", "answer_p50_s", "{:.2f}"),
+            ("full answer p95 s (single)", "answer_p95_s", "{:.2f}"),
+            ("answer tokens/s", "answer_tokens_per_s", "{:.1f}"),
+            ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+            ("retrieval accuracy", "retrieval_acc", "{:.3f}")]
+    print(f"| {threads} threads, {res['n_questions']} questions | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for label, key, fmt in rows:
+        vals = [paths[n].get(key) for n in names]
+        print(f"| {label} | " + " | ".join("-" if v is None else fmt.format(v) for v in vals) + " |")
+    print(f"queries identical: {res['queries_identical']}; answer texts identical: {res['answers_identical']}")
+    busy = res["other_processes_busy_cores"]
+    if busy is not None:
+        print(f"other processes kept {busy:.2f} cores busy on average during the run"
+              + (" (the machine was NOT idle: compare the paths, not the absolute numbers)" if busy > 0.25 else ""))
+    for d in res["answer_diffs"][:3]:
+        print("differs:", json.dumps(d, ensure_ascii=False))
 
 
 def set_mode(qa, mode: str, batch_size: int | None = None) -> None:
     qa.config = replace(qa.config, query_mode=mode, batch_size=batch_size or qa.config.batch_size)
     qa.query_stage.config = qa.answer_stage.config = qa.config
-
-
-def latency(qa, questions: list[str], with_answer: bool) -> dict:
-    """Per-question wall time of ask() one at a time (batch of one)."""
-    times = []
-    for q in questions:
-        t = time.perf_counter()
-        qa.ask(q, with_answer=with_answer)
-        times.append(time.perf_counter() - t)
-    return {"n": len(times), "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95)}
-
-
-def throughput(qa, questions: list[str], mode: str, batch_size: int) -> dict:
-    """Questions per second of batched stage 1 + 2 (what `predict --no-answer` does)."""
-    set_mode(qa, mode, batch_size)
-    t = time.perf_counter()
-    qa.ask_batch(questions, with_answer=False)
-    seconds = time.perf_counter() - t
-    return {"mode": mode, "n": len(questions), "seconds": seconds, "q_per_s": len(questions) / seconds}
 
 
 def score(records: list[dict], answers) -> dict:
@@ -59,8 +177,7 @@ def score(records: list[dict], answers) -> dict:
     no_kb = [(r, a) for r, a in zip(records, answers, strict=True) if r["entity"] is None]
     ent = sum(a.linked_entity in {r["entity"], *r.get("alternatives", [])} for r, a in in_kb)
     att = sum(a.query[1] == r["attribute"] for r, a in in_kb)
-    ret = sum(a.linked_entity in {r["entity"], *r.get("alternatives", [])} and a.query[1] == r["attribute"]
-              and bool(a.knowledge) for r, a in in_kb)
+    ret = sum(gold_hit(r, a) for r, a in in_kb)
     n = max(len(in_kb), 1)
     return {"n_in_kb": len(in_kb), "entity_acc": ent / n, "attribute_acc": att / n, "retrieval_acc": ret / n,
             "n_no_kb": len(no_kb), "no_kb_refused": sum(a.refused for _, a in no_kb) / max(len(no_kb), 1)}
@@ -73,11 +190,8 @@ def variants(qa, records: list[dict], modes: list[str], batch_size: int) -> dict
         t = time.perf_counter()
         answers = qa.ask_batch([r["question"] for r in records], with_answer=False)
         out[mode] = {**score(records, answers), "seconds": time.perf_counter() - t}
-        out[mode]["rows"] = [{"id": r.get("id"), "gold": [r["entity"], r["attribute"]], "query": list(a.query),
-                              "linked": a.linked_entity, "method": a.link_method, "refused": a.refused}
-                             for r, a in zip(records, answers, strict=True)]
         print(f"  {mode:9s} " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                           for k, v in out[mode].items() if k != "rows"), flush=True)
+                                           for k, v in out[mode].items()), flush=True)
     return out
 
 
@@ -85,73 +199,51 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True)
     p.add_argument("--kb", help="KB path (default location when omitted)")
-    p.add_argument("--questions", type=Path, default=HUMAN)
-    p.add_argument("--mode", default="fallback", help="query mode for the latency figures")
-    p.add_argument("--latency-n", type=int, default=20)
-    p.add_argument("--answer-n", type=int, default=8)
-    p.add_argument("--throughput-n", type=int, default=64)
+    p.add_argument("--data", type=Path, help="dataset folder: questions with gold queries (default: human questions)")
+    p.add_argument("--split", default="test_seen")
+    p.add_argument("--n", type=int, default=24, help="questions for stage 1 (batch 1 and batched)")
+    p.add_argument("--answer-n", type=int, default=16, help="in-KB questions answered one at a time per path")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--variants", action="store_true", help="stage-1 accuracy of every query mode")
-    p.add_argument("--no-speed", action="store_true", help="skip the latency / throughput figures")
-    p.add_argument("--modes", default="free,greedy,beam,rerank,fallback")
+    p.add_argument("--threads", default="auto", help="torch threads: auto (physical cores) or N")
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--num-beams", type=int, default=4)
-    p.add_argument("--query-vocab", default="kb", choices=("kb", "full"))
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--variants", action="store_true", help="also: stage-1 accuracy of every query mode (human set)")
+    p.add_argument("--modes", default="free,greedy,beam,rerank,fallback")
     p.add_argument("--json", type=Path, help="also write the numbers to this file")
     args = p.parse_args(argv)
 
     import torch
 
+    from ktune.kb import KnowledgeBase
     from ktune.pipeline import KnowledgeTunedQA, PipelineConfig
+    from ktune.threads import apply_threads
+    from ktune.train.run import load_run
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = apply_threads(args.threads)
     t = time.perf_counter()
-    qa = KnowledgeTunedQA.from_pretrained(args.run, kb=args.kb, config=PipelineConfig(
-        query_mode=args.mode, dtype=args.dtype, num_beams=args.num_beams, query_vocab=args.query_vocab))
-    _ = qa.query_stage.grammar  # build the trie outside the timings
-    qa.kb.link("预热")  # and the linker's indexes
+    run = load_run(Path(args.run), dtype=None if args.dtype == "auto" else args.dtype)
+    kb = KnowledgeBase.open(args.kb)
+    pipelines, grammar = {}, None
+    for name, overrides in PATHS.items():
+        qa = KnowledgeTunedQA(run.model, run.tokenizer, kb, run.prompt_format,
+                              PipelineConfig(threads=threads, **overrides), run.info, grammar)
+        grammar = qa.query_stage.grammar  # built once, shared
+        pipelines[name] = qa
+    kb.link("预热")  # the linker's indexes, outside the timings
     results = {"load_s": time.perf_counter() - t, "threads": torch.get_num_threads(),
-               "dtype": str(next(qa.decoder.model.parameters()).dtype), "mode": args.mode,
-               "grammar_surfaces": qa.query_stage.grammar.entity_trie.size}
-    print(f"loaded in {results['load_s']:.1f}s; dtype {results['dtype']}, {results['threads']} threads, "
-          f"{results['grammar_surfaces']} surfaces in the trie")
-    records = read_questions(args.questions)
-    if not args.no_speed:
-        results.update(speed(qa, args, records))
+               "dtype": str(next(run.model.parameters()).dtype), "cpu_count": os.cpu_count()}
+    print(f"loaded in {results['load_s']:.1f}s; dtype {results['dtype']}, {results['threads']} threads", flush=True)
+    source = args.data / f"{args.split}.jsonl" if args.data else HUMAN
+    records = read_questions(source, args.n)
+    results["questions"] = str(source)
+    results.update(compare(pipelines, records, args.answer_n, args.batch_size))
+    print_table(results, results["threads"])
     if args.variants:
-        print(f"stage-1 accuracy on {args.questions.name} ({len(records)} questions):")
-        results["variants"] = variants(qa, records, args.modes.split(","), args.batch_size)
+        human = read_questions(HUMAN)
+        print(f"stage-1 accuracy on {HUMAN.name} ({len(human)} questions):")
+        results["variants"] = variants(pipelines["new"], human, args.modes.split(","), args.batch_size)
     if args.json:
         args.json.write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
     return 0
-
-
-def speed(qa, args, records: list[dict]) -> dict:
-    results = {}
-    questions = [r["question"] for r in records]
-    qa.ask(questions[0])  # warm-up
-    results["stage1_latency"] = latency(qa, questions[: args.latency_n], with_answer=False)
-    results["answer_latency"] = latency(qa, [r["question"] for r in records if r["entity"]][: args.answer_n], True)
-    sample = (questions * (args.throughput_n // len(questions) + 1))[: args.throughput_n]
-    free = throughput(qa, sample, "free", args.batch_size)
-    greedy = throughput(qa, sample, "greedy", args.batch_size)
-    default = throughput(qa, sample, args.mode, args.batch_size)
-    results["throughput"] = {"free": free, "greedy": greedy, args.mode: default}
-    results["constrained_overhead"] = {
-        "greedy_vs_free": greedy["seconds"] / free["seconds"] - 1,
-        f"{args.mode}_vs_free": default["seconds"] / free["seconds"] - 1,
-    }
-    s1, fa = results["stage1_latency"], results["answer_latency"]
-    print(f"stage-1 latency ({args.mode}, one question): p50 {s1['p50_s']:.3f}s  p95 {s1['p95_s']:.3f}s")
-    print(f"full answer latency: p50 {fa['p50_s']:.3f}s  p95 {fa['p95_s']:.3f}s")
-    for name, r in results["throughput"].items():
-        print(f"predict --no-answer throughput [{name}] batch {args.batch_size}: {r['q_per_s']:.2f} q/s")
-    for name, v in results["constrained_overhead"].items():
-        print(f"constrained overhead {name}: {100 * v:+.1f}%")
-    set_mode(qa, args.mode, args.batch_size)
-    return results
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("KTUNE_HOME", str(tmp_path / "ktune_home"))
     monkeypatch.delenv("KTUNE_KB", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("KTUNE_THREADS", "1")  # "auto" threads in tests: tiny models, a shared 2-core machine
 
 
 @pytest.fixture

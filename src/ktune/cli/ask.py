@@ -21,6 +21,8 @@ def _add_pipeline_options(p) -> None:
     p.add_argument("--max-chars", type=int, help="longest question accepted (default 2000 characters)")
     p.add_argument("--device", help="cpu (default) or cuda")
     p.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), help="inference dtype (default: auto)")
+    p.add_argument("--threads", help="torch CPU threads: auto (default: the physical cores; $KTUNE_THREADS "
+                   "overrides) or N")
     p.add_argument("--config", metavar="FILE", help="PipelineConfig JSON; flags override it")
 
 
@@ -56,6 +58,7 @@ def pipeline_config(args):
         "device": args.device,
         "dtype": args.dtype,
         "batch_size": getattr(args, "batch_size", None),
+        "threads": args.threads,
     }
     if args.config:
         return PipelineConfig.from_json_file(args.config, **overrides)

@@ -28,7 +28,8 @@ HELP = {
     "save_every": "checkpoint every N steps (0: none)",
     "resume": "continue from the latest checkpoint in --out",
     "max_minutes": "stop (and save the run) after this many minutes of training",
-    "threads": "torch CPU threads (0: auto, 1 when other work keeps the cores busy)",
+    "threads": "torch CPU threads: auto (the physical cores; $KTUNE_THREADS overrides), N, or adaptive (re-checks "
+               "other processes' CPU use every 20 steps)",
 }
 SKIP = {"sources"}
 
@@ -53,8 +54,10 @@ def add_parser(sub) -> None:
             p.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
         else:
             kind = {int: int, float: float}.get(type(default), str)
-            if f.name in ("subset", "threads"):
+            if f.name == "subset":
                 kind = int
+            elif f.name == "threads":
+                kind = str
             elif f.name == "max_minutes":
                 kind = float
             p.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.split("_")[-1].upper(),

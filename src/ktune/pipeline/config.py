@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ktune.errors import ConfigError
+from ktune.threads import ADAPTIVE, parse_threads
 
 # How stage 1 turns the model's output into a KB key (measured in bench/pipeline.py --variants):
 #   free      unconstrained greedy decode, then the KB's entity linker maps the string to a KB key
@@ -26,6 +27,7 @@ QUERY_MODES = ("free", "greedy", "beam", "rerank", "fallback")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTRIBUTE_SCOPES = ("entity", "kind")
 QUERY_VOCABS = ("kb", "full")
+ANSWER_DECODINGS = ("draft", "full")
 
 DEFAULT_REFUSAL = "知识库中没有“{entity}”的“{attribute}”信息，无法根据知识库回答这个问题。"
 DEFAULT_NO_QUERY_REFUSAL = "这个问题在知识库中找不到对应的条目（未识别出可查询的医学实体），无法根据知识库回答。"
@@ -55,12 +57,19 @@ class PipelineConfig:
     # stage 2: an attribute the entity has no value for is answered by the schema's fallback attributes of the
     # same intent (治疗方案 -> 药物治疗); refused only when the whole intent is empty
     attribute_fallback: bool = True
-    # `无` for a question that names a KB condition/drug as a standalone word: query that entity (the model picks
-    # the attribute under the grammar)
+    # `无` for a question that names a KB condition/drug as a standalone word: query that entity (the model writes
+    # the attribute after it)
     mention_fallback: bool = True
     # the claim check (ktune.pipeline.claims): answer sentences that state anything the knowledge does not are
     # dropped, premise questions ("X可以治疗Y吗") are decided from the KB; False = the model's text as written
     claim_check: bool = True
+    # stage-3 greedy decoding: "draft" drafts with the LM head's rows for the answer phrasing and the prompt's
+    # tokens and checks every draft with the whole head (ktune.pipeline.decode: the same tokens as "full", most
+    # steps without reading the 262k-row head); "full" = generate() with the whole head at every step
+    answer_decoding: str = "draft"
+    # torch CPU threads set by from_pretrained (ktune.threads): "auto" = the physical cores ($KTUNE_THREADS
+    # overrides), or N
+    threads: int | str = "auto"
 
     def __post_init__(self):
         if self.query_mode not in QUERY_MODES:
@@ -72,6 +81,11 @@ class PipelineConfig:
             raise ConfigError(f"attribute_scope {self.attribute_scope!r} is not one of {', '.join(ATTRIBUTE_SCOPES)}")
         if self.query_vocab not in QUERY_VOCABS:
             raise ConfigError(f"query_vocab {self.query_vocab!r} is not one of {', '.join(QUERY_VOCABS)}")
+        self.threads = parse_threads(self.threads)
+        if self.threads == ADAPTIVE:
+            raise ConfigError("threads 'adaptive' is for training only; use 'auto' or a count for inference")
+        if self.answer_decoding not in ANSWER_DECODINGS:
+            raise ConfigError(f"answer_decoding {self.answer_decoding!r} is not one of {', '.join(ANSWER_DECODINGS)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         for name in ("num_beams", "max_question_chars", "max_query_tokens", "max_answer_tokens", "batch_size",

@@ -1,13 +1,36 @@
-"""Batched decoding helpers: left-padded prompts, stop at the newline, free or grammar-constrained."""
+"""Batched decoding helpers: left-padded prompts, stop at the newline, free or grammar-constrained.
+
+Full-vocabulary greedy decoding (stage 3's answers) runs draft-and-verify when the decoder has a draft
+vocabulary (`draft_ids`): each step applies the LM head only to the draft rows (the answer phrasing, plus
+every token of the prompts, which hold the question and the knowledge), and every few steps the whole head
+checks the drafted tokens from the hidden states already computed, in one matrix product for all of them
+(one read of the 262k-row head per chunk instead of per token). The first token the whole head would have
+chosen differently replaces the draft, and decoding restarts from there. The output is the full-vocabulary
+greedy output; only where a draft is wrong does it cost a second prefill.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from ktune.pipeline.constrained import QueryConstraintProcessor
 from ktune.pipeline.trie import QueryGrammar, encode_piece
+from ktune.query_vocab import SubsetHead, head_logits, output_embeddings_owner, with_head
+
+# Generation settings that change greedy logits, with their neutral values (a model's generation_config may set
+# them): with any of them set, full-vocabulary greedy runs through generate(), which applies them.
+LOGIT_SETTINGS = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                  "min_new_tokens": 0, "min_length": 0, "bad_words_ids": None, "suppress_tokens": None,
+                  "begin_suppress_tokens": None, "sequence_bias": None, "forced_bos_token_id": None,
+                  "forced_eos_token_id": None, "exponential_decay_length_penalty": None}
+VERIFY_EVERY = 16  # drafted tokens checked per whole-head product: fewer wasted steps after a miss vs head reads
+# Replaced drafts per row after which a call decodes with the whole head at every step (as generate() does): a
+# model whose answers leave the draft vocabulary would otherwise pay a cut and re-feed for most chunks.
+MAX_REJECTED_PER_ROW = 4
 
 
 @dataclass(frozen=True)
@@ -17,11 +40,31 @@ class Beam:
     score: float  # length-normalised log-probability (0.0 for greedy)
 
 
-class Decoder:
-    """Wraps a causal LM + tokenizer; prompts are encoded by the run's PromptFormat.encode_prompt, as in training."""
+@dataclass
+class DraftStats:
+    """What draft-and-verify did in one call (for benchmarks and logs)."""
 
-    def __init__(self, model, tokenizer, prompt_format):
-        self.model = model
+    tokens: int = 0  # tokens accepted
+    drafted: int = 0  # tokens drafted with the subset head
+    rejected: int = 0  # drafts the whole head replaced (each costs a restart)
+    rounds: int = 0  # prefills (1 + restarts, per batch)
+    rows: list[int] = field(default_factory=list)  # draft vocabulary size per round
+    whole_head: bool = False  # too many drafts were replaced: the rest was decoded with the whole head
+
+
+class Decoder:
+    """Wraps a causal LM + tokenizer; prompts are encoded by the run's PromptFormat.encode_prompt, as in training.
+
+    `head`: decode through this output head instead of the model's own (ktune.query_vocab.with_head: a view;
+    the shared model is never changed). `draft_ids`: the draft vocabulary for full-vocabulary greedy decoding
+    (see the module docstring); None decodes with generate() only.
+    """
+
+    def __init__(self, model, tokenizer, prompt_format, head: nn.Module | None = None,
+                 draft_ids: list[int] | None = None):
+        self.base_model = model
+        self.model = with_head(model, head)
+        self.head = head
         self.tokenizer = tokenizer
         self.fmt = prompt_format
         self.stop_ids = encode_piece(tokenizer, prompt_format.stop)
@@ -29,6 +72,11 @@ class Decoder:
         self.end_ids = [self.stop_ids[-1]] + ([eos] if eos is not None else [])
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (eos if eos is not None else 0)
+        self.draft_ids = None if draft_ids is None else sorted({*draft_ids, *self.end_ids, self.pad_id})
+
+    def with_head(self, head: nn.Module | None) -> Decoder:
+        """The same decoder seen through another output head (no draft-and-verify: the head is the choice)."""
+        return Decoder(self.base_model, self.tokenizer, self.fmt, head)
 
     @property
     def device(self):
@@ -39,6 +87,9 @@ class Decoder:
         ids = [self.fmt.encode_prompt(self.tokenizer, p) for p in prompts]
         if forced:
             ids = [x + f for x, f in zip(ids, forced, strict=True)]
+        return self._pad(ids)
+
+    def _pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(map(len, ids))
         input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
@@ -57,9 +108,13 @@ class Decoder:
 
     @torch.inference_mode()
     def greedy(self, prompts: list[str], max_new_tokens: int, grammar: QueryGrammar | None = None,
-               forced: list[list[int]] | None = None) -> list[Beam]:
+               forced: list[list[int]] | None = None, streamer=None) -> list[Beam]:
         """One greedy continuation per prompt, cut at the stop; under `grammar` when given (which then also
-        sees the `forced` query tokens placed after each prompt)."""
+        sees the `forced` query tokens placed after each prompt). `streamer`: a transformers streamer
+        (put/end, one prompt) fed as generate() feeds it."""
+        if grammar is None and not forced and self.can_draft():
+            ids = [self.fmt.encode_prompt(self.tokenizer, p) for p in prompts]
+            return [Beam(*self._text(row), 0.0) for row in self.draft_and_verify(ids, max_new_tokens, streamer)]
         input_ids, mask = self.encode_prompts(prompts, forced)
         processors = self._processors(grammar, input_ids.shape[1], forced)
         out = self.model.generate(
@@ -71,6 +126,7 @@ class Decoder:
             eos_token_id=self.end_ids,
             pad_token_id=self.pad_id,
             logits_processor=processors,
+            streamer=streamer,
         )
         gen = out[:, input_ids.shape[1] :].tolist()
         return [Beam(*self._text(row), 0.0) for row in gen]
@@ -107,3 +163,169 @@ class Decoder:
         if grammar is None:
             return LogitsProcessorList()
         return LogitsProcessorList([QueryConstraintProcessor(grammar, prompt_len, self.end_ids, forced)])
+
+    # --- draft-and-verify full-vocabulary greedy ------------------------------------------------
+    def can_draft(self) -> bool:
+        """Draft-and-verify applies: a draft vocabulary, the model's own head, a plain nn.Linear head, and no
+        generation setting that changes greedy logits."""
+        if self.draft_ids is None or self.head is not None or output_embeddings_owner(self.base_model) is None:
+            return False
+        gen = getattr(self.base_model, "generation_config", None)
+        return all(getattr(gen, name, None) in (None, neutral) for name, neutral in LOGIT_SETTINGS.items())
+
+    def draft_and_verify(self, prompts: list[list[int]], max_new_tokens: int, streamer=None,
+                         stats: DraftStats | None = None) -> list[list[int]]:
+        """Greedy continuations (token ids, ending with the end token when one is produced) of encoded prompts:
+        exactly the tokens greedy decoding with the whole head gives, computed as the module docstring says.
+        `stats`: filled with what the call did."""
+        if streamer is not None and len(prompts) != 1:
+            raise ValueError("a streamer follows one prompt; decode a batch without one")
+        stats = stats if stats is not None else DraftStats()
+        accepted: list[list[int]] = [[] for _ in prompts]
+        todo = list(range(len(prompts)))
+        if streamer is not None:
+            streamer.put(torch.tensor([prompts[0]], dtype=torch.long))
+        while todo:
+            stats.rounds += 1
+            self._round(todo, prompts, accepted, max_new_tokens, stats, streamer)
+            todo = [i for i in todo if not self._finished(accepted[i], max_new_tokens)]
+        if streamer is not None:
+            streamer.end()
+        stats.tokens += sum(map(len, accepted))
+        return accepted
+
+    def _finished(self, tokens: list[int], max_new_tokens: int) -> bool:
+        return len(tokens) >= max_new_tokens or bool(tokens and tokens[-1] in self.end_ids)
+
+    def _round(self, todo, prompts, accepted, max_new_tokens, stats: DraftStats, streamer) -> None:
+        """One prefill of prompt + accepted tokens for the rows in `todo`, then drafting until every row ends or
+        reaches max_new_tokens. After a replaced draft the KV cache is cut back to the last verified token
+        (every row alike; rows that lose verified tokens feed them again); where the cache cannot be cut, the
+        row leaves the round and restarts in the next one."""
+        n = len(todo)
+        seqs = [prompts[i] + accepted[i] for i in todo]
+        head = SubsetHead(self._full_head(), sorted({*self.draft_ids, *(t for s in seqs for t in s)}))
+        stats.rows.append(int(head.index.numel()))
+        # whole: decode with the whole head (every output final, nothing to verify) after too many replaced drafts
+        whole = stats.whole_head = stats.whole_head or stats.rejected > MAX_REJECTED_PER_ROW * n
+        recorder = _Recorder(self._full_head() if whole else head)
+        lm = with_head(self.base_model, recorder)
+        input_ids, mask = self._pad(seqs)
+        position = (mask.cumsum(-1) - 1).clamp(min=0)
+        padded = not bool(mask.all())  # generate() drops an all-ones mask; so do we (same attention kernels)
+        cache_key = "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+        kwargs = {"attention_mask": mask if padded else None, "position_ids": position, "use_cache": True}
+        out = lm(input_ids=input_ids, logits_to_keep=1, **kwargs)
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        base = [len(accepted[i]) for i in todo]  # accepted tokens already in the cache (the prefill)
+        fed: list[list[int]] = [[] for _ in todo]  # tokens fed after the prefill (their K/V are in the cache)
+        feed: list[list[int]] = [[] for _ in todo]  # tokens to feed next: the latest draft, or verified ones
+        pending: list[list[tuple[int, torch.Tensor]]] = [[] for _ in todo]  # drafts not yet verified
+        live, drafting = [True] * n, [True] * n  # drafting: this forward's output is the row's next draft
+        last_pos = position[:, -1:]
+        while True:
+            tokens = out.logits[:, -1].argmax(-1).tolist()
+            hidden = recorder.take()
+            for r, i in enumerate(todo):
+                if live[r] and drafting[r]:
+                    feed[r] = [tokens[r]]
+                    if whole:
+                        accepted[i].append(tokens[r])
+                        if streamer is not None:
+                            streamer.put(torch.tensor(feed[r], dtype=torch.long))
+                    else:
+                        pending[r].append((tokens[r], hidden[r]))
+                        stats.drafted += 1
+            if any(live[r] and pending[r] and (len(accepted[i]) + len(pending[r]) >= max_new_tokens
+                                               or pending[r][-1][0] in self.end_ids
+                                               or len(pending[r]) >= VERIFY_EVERY) for r, i in enumerate(todo)):
+                cut = self._verify(todo, pending, accepted, live, stats, streamer, feed)
+                if cut:
+                    if not self._crop(cache, cut):
+                        return  # rows with a replaced draft restart in the next round
+                    mask, last_pos = mask[:, :-cut], last_pos - cut
+                    for r, i in enumerate(todo):
+                        fed[r] = fed[r][:len(fed[r]) - cut]
+                        if live[r]:  # verified tokens the cut removed from the cache, then the next one
+                            feed[r] = accepted[i][base[r] + len(fed[r]):]
+                if stats.rejected > MAX_REJECTED_PER_ROW * n and not whole:
+                    recorder.head, whole, stats.whole_head = self._full_head(), True, True
+            for r, i in enumerate(todo):
+                live[r] = live[r] and not self._finished(accepted[i], max_new_tokens)
+            if not any(live):
+                return
+            step = []
+            for r in range(n):
+                step.append(feed[r].pop(0) if live[r] else self.pad_id)
+                drafting[r] = live[r] and not feed[r]
+                fed[r].append(step[-1])
+            mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
+            last_pos = last_pos + 1
+            kwargs = {"attention_mask": mask if padded else None, "position_ids": last_pos, "use_cache": True,
+                      cache_key: cache}
+            out = lm(input_ids=torch.tensor(step, device=mask.device)[:, None], logits_to_keep=1, **kwargs)
+
+    def _verify(self, todo, pending, accepted, live, stats: DraftStats, streamer, feed) -> int:
+        """Check every live row's pending drafts with the whole head in one product; accept each row's drafts
+        up to its first miss, which is replaced by the whole head's token. Returns how many cached positions
+        must be cut so that no row keeps a rejected token (0: none)."""
+        rows = [r for r in range(len(todo)) if live[r] and pending[r]]
+        if not rows:
+            return 0
+        hidden = torch.stack([h for r in rows for _, h in pending[r]])
+        best = head_logits(self.base_model, hidden).float().argmax(-1).tolist()
+        k, cut = 0, 0
+        for r in rows:
+            drafts = [t for t, _ in pending[r]]
+            truth = best[k:k + len(drafts)]
+            k += len(drafts)
+            n_ok = next((j for j, (d, t) in enumerate(zip(drafts, truth, strict=True)) if d != t), len(drafts))
+            new = drafts[:n_ok]
+            if n_ok < len(drafts):
+                new.append(truth[n_ok])
+                stats.rejected += 1
+                # cached after this row's verified tokens: the rejected draft and the drafts fed after it
+                cut = max(cut, len(drafts) - 1 - n_ok)
+                feed[r] = [truth[n_ok]]
+            accepted[todo[r]].extend(new)
+            pending[r] = []
+            if streamer is not None and new:
+                streamer.put(torch.tensor(new, dtype=torch.long))
+        return cut
+
+    @staticmethod
+    def _crop(cache, cut: int) -> bool:
+        """Drop the last `cut` positions of a KV cache; False (cache untouched) where that is not possible: a
+        sliding-window layer already past its window keeps no older states, or a cache without crop()."""
+        layers = getattr(cache, "layers", None)
+        if layers is None or not hasattr(cache, "crop"):
+            return False
+        for layer in layers:
+            window = getattr(layer, "sliding_window", None)
+            if getattr(layer, "is_sliding", False) and window is not None and layer.get_seq_length() >= window:
+                return False
+        cache.crop(-cut)
+        return True
+
+    def _full_head(self) -> nn.Module:
+        owner, name = output_embeddings_owner(self.base_model)
+        return getattr(owner, name)
+
+
+class _Recorder(nn.Module):
+    """A per-call output head: applies `head` and keeps the hidden states it saw (the last position), so the
+    whole head can check the drafts later without running the body again."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+        self._hidden: torch.Tensor | None = None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        self._hidden = hidden[:, -1].detach()
+        return self.head(hidden)
+
+    def take(self) -> torch.Tensor:
+        hidden, self._hidden = self._hidden, None
+        return hidden
+

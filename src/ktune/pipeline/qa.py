@@ -23,6 +23,7 @@ from ktune.pipeline.premise import Premise, decide_premise, detect_premise, prem
 from ktune.pipeline.query import Query, QueryStage
 from ktune.pipeline.trie import QueryGrammar
 from ktune.prompt import PromptFormat
+from ktune.query_vocab import answer_draft_ids
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class KnowledgeTunedQA:
         self.fmt = prompt_format or PromptFormat()
         self.config = config or PipelineConfig()
         self.run_info = run_info
-        self.decoder = Decoder(model, tokenizer, self.fmt)
+        draft = answer_draft_ids(tokenizer) if self.config.answer_decoding == "draft" else None
+        self.decoder = Decoder(model, tokenizer, self.fmt, draft_ids=draft)
         self.query_stage = QueryStage(self.decoder, kb, self.fmt, self.config, grammar)
         self.answer_stage = AnswerStage(self.decoder, self.fmt, self.config, kb)
         self.kb_version = kb.version
@@ -104,9 +106,11 @@ class KnowledgeTunedQA:
     def from_pretrained(cls, run, kb=None, config: PipelineConfig | None = None, **overrides) -> KnowledgeTunedQA:
         """`run`: a run folder (ktune train) or a LoadedRun; `kb`: a KnowledgeBase, a path, or None (default)."""
         from ktune.kb import KnowledgeBase
+        from ktune.threads import apply_threads
         from ktune.train.run import LoadedRun, load_run
 
         config = config or PipelineConfig(**overrides)
+        apply_threads(config.threads)
         if not isinstance(run, LoadedRun):
             dtype = None if config.dtype == "auto" else config.dtype
             run = load_run(Path(run), device=config.device, dtype=dtype, merge=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from rapidfuzz import process as fuzz_process
@@ -11,7 +12,7 @@ from ktune.kb.linker import normalize
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Beam, Decoder
 from ktune.pipeline.trie import QueryGrammar
-from ktune.query_vocab import SubsetHead, output_embeddings_owner, query_token_ids, subset_head
+from ktune.query_vocab import SubsetHead, output_embeddings_owner, query_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +77,24 @@ class QueryStage:
         self.config = config
         self._grammar = grammar
         self._head: SubsetHead | None = None
+        self._query_decoder: Decoder | None = None
+        self._lock = threading.Lock()
 
     @property
     def head(self) -> SubsetHead | None:
         """The stage-1 subset LM head (config.query_vocab == "kb"), built on first use."""
         if self.config.query_vocab != "kb" or output_embeddings_owner(self.decoder.model) is None:
             return None
-        if self._head is None:
-            owner, name = output_embeddings_owner(self.decoder.model)
-            # the rows training used for query-step targets (ktune.query_vocab), a superset of the grammar's
-            ids = query_token_ids(self.kb, self.decoder.tokenizer, self.fmt, [*self.decoder.end_ids, self.decoder.pad_id])
-            self._head = SubsetHead(getattr(owner, name), ids)
+        with self._lock:  # built once, even when the first questions arrive on several threads
+            if self._head is None:
+                self._head = self._build_head()
         return self._head
+
+    def _build_head(self) -> SubsetHead:
+        owner, name = output_embeddings_owner(self.decoder.model)
+        # the rows training used for query-step targets (ktune.query_vocab), a superset of the grammar's
+        ids = query_token_ids(self.kb, self.decoder.tokenizer, self.fmt, [*self.decoder.end_ids, self.decoder.pad_id])
+        return SubsetHead(getattr(owner, name), ids)
 
     @property
     def grammar(self) -> QueryGrammar:
@@ -95,9 +102,16 @@ class QueryStage:
             self._grammar = QueryGrammar.from_kb(self.kb, self.decoder.tokenizer, self.fmt, self.config.attribute_scope)
         return self._grammar
 
+    @property
+    def query_decoder(self) -> Decoder:
+        """The decoder seen through the stage-1 head (a view: the shared model is never changed)."""
+        head = self.head
+        if self._query_decoder is None or self._query_decoder.head is not head:
+            self._query_decoder = self.decoder.with_head(head)
+        return self._query_decoder
+
     def run(self, questions: list[str], mode: str | None = None) -> list[Query]:
-        with subset_head(self.decoder.model, self.head):
-            return self._run(questions, mode or self.config.query_mode)
+        return self._run(questions, mode or self.config.query_mode)
 
     def _run(self, questions: list[str], mode: str) -> list[Query]:
         queries = self._decode(questions, mode)
@@ -135,7 +149,7 @@ class QueryStage:
 
         prompts = [self.fmt.query_prompt(q) for q in questions]
         forced = [encode_pieces(self.decoder.tokenizer, [e, self.fmt.separator]) for e in entities]
-        beams = self.decoder.greedy(prompts, self.config.max_query_tokens, None, forced)
+        beams = self.query_decoder.greedy(prompts, self.config.max_query_tokens, None, forced)
         out = []
         for entity, beam in zip(entities, beams, strict=True):
             text = beam.text.split(self.fmt.stop, 1)[0].strip()
@@ -161,10 +175,11 @@ class QueryStage:
         prompts = [self.fmt.query_prompt(q) for q in questions]
         n_tok = self.config.max_query_tokens
         if mode == "greedy":
-            return [self._from_beam(b) for b in self.decoder.greedy(prompts, n_tok, self.grammar)]
+            return [self._from_beam(b) for b in self.query_decoder.greedy(prompts, n_tok, self.grammar)]
         if mode == "beam":
-            return [self._from_beam(bs[0]) for bs in self.decoder.beams(prompts, n_tok, self.grammar, self.config.num_beams)]
-        free = [self.resolve_free(b.text) for b in self.decoder.greedy(prompts, n_tok)]
+            return [self._from_beam(bs[0])
+                    for bs in self.query_decoder.beams(prompts, n_tok, self.grammar, self.config.num_beams)]
+        free = [self.resolve_free(b.text) for b in self.query_decoder.greedy(prompts, n_tok)]
         if mode == "free":
             return free
         todo = list(range(len(questions))) if mode == "rerank" else [i for i, q in enumerate(free) if self._misses(q)]
@@ -200,8 +215,8 @@ class QueryStage:
         """Constrained candidates per prompt: all beams, or the greedy path when num_beams is 1."""
         n_tok = self.config.max_query_tokens
         if self.config.num_beams == 1:
-            return [[b] for b in self.decoder.greedy(prompts, n_tok, self.grammar)]
-        return self.decoder.beams(prompts, n_tok, self.grammar, self.config.num_beams)
+            return [[b] for b in self.query_decoder.greedy(prompts, n_tok, self.grammar)]
+        return self.query_decoder.beams(prompts, n_tok, self.grammar, self.config.num_beams)
 
     def with_entities(self, questions: list[str], entities: list[str]) -> list[Query]:
         """Oracle-entity ablation: the entity is given (forced after the prompt as `entity|`), the model
@@ -210,8 +225,7 @@ class QueryStage:
 
         prompts = [self.fmt.query_prompt(q) for q in questions]
         forced = [encode_pieces(self.decoder.tokenizer, [e, self.fmt.separator]) for e in entities]
-        with subset_head(self.decoder.model, self.head):
-            beams = self.decoder.greedy(prompts, self.config.max_query_tokens, self.grammar, forced)
+        beams = self.query_decoder.greedy(prompts, self.config.max_query_tokens, self.grammar, forced)
         out = []
         for entity, f, beam in zip(entities, forced, beams, strict=True):
             state = self.grammar.walk(f + list(beam.tokens) + self.decoder.stop_ids)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ktune.errors import ConfigError
+from ktune.threads import parse_threads
 
 METHODS = ("knowledge", "instruction")
 BATCHING = ("group", "pack", "random")
@@ -60,7 +61,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume: bool = False
     log_every: int = 10
-    threads: int | None = None  # torch CPU threads; None: torch's default; 0: auto from the machine's load
+    # torch CPU threads (ktune.threads): None / 0 / "auto" = the physical cores ($KTUNE_THREADS overrides);
+    # N; "adaptive" = start at the physical cores, re-check other processes' CPU use every 20 steps
+    threads: int | str = "auto"
     max_minutes: float | None = None  # stop early (and save) past this much training time
     sources: dict = field(default_factory=dict, compare=False)  # setting -> default | file:PATH | cli
 
@@ -79,7 +82,7 @@ class TrainConfig:
                      "keep_checkpoints", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("steps", "warmup_steps", "eval_every", "save_every", "threads"):
+        for name in ("steps", "warmup_steps", "eval_every", "save_every"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.steps == 0 and not self.epochs > 0:
@@ -93,6 +96,7 @@ class TrainConfig:
         if self.query_weight < 0 or self.answer_weight < 0 or self.query_weight + self.answer_weight == 0:
             raise ConfigError(f"loss weights must be >= 0 and not both 0 (query_weight={self.query_weight}, "
                               f"answer_weight={self.answer_weight})")
+        self.threads = parse_threads(self.threads)
         if self.subset is not None and int(self.subset) < 1:
             raise ConfigError(f"subset must be >= 1 records, got {self.subset!r}")
 

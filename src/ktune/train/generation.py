@@ -52,7 +52,7 @@ def query_accuracy(model, tokenizer, fmt: PromptFormat, records: list[dict], *, 
     """Exact-match accuracy of the generated entity, attribute and both, on records (entity None = no query).
 
     `query_ids`: decode over the query vocabulary only (as the pipeline does, and as training scored them)."""
-    from ktune.query_vocab import SubsetHead, output_embeddings_owner, subset_head
+    from ktune.query_vocab import SubsetHead, output_embeddings_owner, with_head
 
     if not records:
         return {"n": 0}
@@ -61,8 +61,8 @@ def query_accuracy(model, tokenizer, fmt: PromptFormat, records: list[dict], *, 
     place = output_embeddings_owner(model) if query_ids else None
     head = SubsetHead(getattr(*place), query_ids) if place else None
     try:
-        with subset_head(model, head):
-            preds = greedy_queries(model, tokenizer, fmt, [r["question"] for r in records], batch_size=batch_size)
+        preds = greedy_queries(with_head(model, head), tokenizer, fmt, [r["question"] for r in records],
+                               batch_size=batch_size)
     finally:
         model.train(was_training)
     ent = att = both = 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,10 +21,13 @@ def train(config: TrainConfig, *, callbacks: Sequence[StepCallback] = (), progre
     """Knowledge-tune config.base on config.data and write the run folder config.out; returns its RunInfo."""
     import torch
 
+    from ktune.threads import ADAPTIVE, AdaptiveThreads, apply_threads
+
     threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads or auto_threads())
-        log.info("torch threads: %d (%s)", torch.get_num_threads(), "auto" if config.threads == 0 else "requested")
+    apply_threads(config.threads)
+    log.info("torch threads: %d (%s)", torch.get_num_threads(), config.threads)
+    if config.threads == ADAPTIVE:
+        callbacks = [*callbacks, AdaptiveThreads()]
     try:
         s = setup(config)
         state = prepare_out(s)
@@ -33,44 +35,6 @@ def train(config: TrainConfig, *, callbacks: Sequence[StepCallback] = (), progre
         return finalize(s, state)
     finally:
         torch.set_num_threads(threads)
-
-
-def auto_threads() -> int:
-    """CPU cores not busy with other work right now, at least 1.
-
-    On an oversubscribed CPU, OpenMP threads spin-wait for each other: measured here under load 6 on 2 cores,
-    a Gemma-3-270M step took 27.7 s with 2 threads and 7.7 s with 1 (elementwise ops 14x slower).
-    """
-    cores = os.cpu_count() or 1
-    busy = other_busy_cores()
-    if busy is None:
-        try:
-            busy = os.getloadavg()[0]
-        except OSError:
-            return cores
-    return max(1, min(cores, cores - int(busy + 0.5)))
-
-
-def other_busy_cores(window_s: float = 0.5) -> float | None:
-    """Cores kept busy by other processes, sampled from /proc/stat while this one sleeps (None off Linux).
-
-    Not the load average: that decays over a minute and counts this process's own work just before (loading
-    and converting the model), which made an idle 2-core machine look busy and train on 1 thread.
-    """
-    def busy_total() -> tuple[int, int]:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        total = sum(fields[:8])  # guest time is already counted in user
-        return total - idle, total
-
-    try:
-        b0, t0 = busy_total()
-        time.sleep(window_s)
-        b1, t1 = busy_total()
-    except (OSError, ValueError, IndexError):
-        return None
-    return (os.cpu_count() or 1) * (b1 - b0) / max(1, t1 - t0)
 
 
 def _loop(s: Session, state: dict, callbacks: Sequence[StepCallback], progress: bool) -> dict:
