@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from ktune.errors import UnknownAttributeError
 from ktune.pipeline.config import PipelineConfig
@@ -49,11 +50,34 @@ def knowledge_sentence(knowledge: dict) -> str:
     return "根据知识库，" + "；".join(parts) + "。"
 
 
+def clean_body(body: str) -> str:
+    """The model's answer body without any provenance-looking line it produced (ktune adds the real one).
+
+    Prefix-stable on complete sentences: the sentences of a partly generated body stay the same once the
+    body is complete, so a stream can send them as they come (ktune.serve.stream)."""
+    lines = [ln for ln in strip_provenance(body).splitlines() if not ln.strip().startswith(PROVENANCE_PREFIX)]
+    return "\n".join(lines).strip()
+
+
 def with_provenance(body: str, knowledge: dict) -> str:
     """The model's answer body (any provenance-looking line it produced removed) + the real provenance."""
-    lines = [ln for ln in strip_provenance(body).splitlines() if not ln.strip().startswith(PROVENANCE_PREFIX)]
-    text = "\n".join(lines).strip() or knowledge_sentence(knowledge)
+    text = clean_body(body) or knowledge_sentence(knowledge)
     return f"{text}\n{provenance_line(knowledge)}"
+
+
+SENTENCE_END = re.compile(r"[。！？；!?;\n]")
+
+
+def split_sentences(text: str) -> tuple[list[str], str]:
+    """(complete sentences, each with its end mark, the unfinished rest): a newline ends a sentence but
+    starts the next one, so a sentence never ends in whitespace that a later strip() would remove."""
+    done, start = [], 0
+    for m in SENTENCE_END.finditer(text):
+        end = m.start() if m.group() == "\n" else m.end()
+        if end > start:
+            done.append(text[start:end])
+        start = end
+    return done, text[start:]
 
 
 class AnswerStage:
@@ -64,9 +88,27 @@ class AnswerStage:
         self.fmt = prompt_format
         self.config = config
 
-    def run(self, questions: list[str], knowledges: list[dict]) -> list[str]:
+    def finish_sentence(self, sentence: str, knowledge: dict) -> str:
+        """Hook on each complete answer sentence, streamed or not (a per-sentence claim check plugs in here);
+        the identity for now."""
+        return sentence
+
+    def finish(self, body: str, knowledge: dict) -> str:
+        """The final answer text: the cleaned body, each sentence through finish_sentence, + provenance."""
+        done, rest = split_sentences(clean_body(body))
+        text = "".join(self.finish_sentence(s, knowledge) for s in [*done, rest] if s)
+        return with_provenance(text, knowledge)
+
+    def run(self, questions: list[str], knowledges: list[dict], max_new_tokens: list[int] | None = None,
+            streamer=None) -> list[str]:
+        """Answers in order. `max_new_tokens`: a cap per question (default config.max_answer_tokens); greedy
+        decoding is causal, so a row generated past its cap and cut there is exactly the capped answer.
+        `streamer`: a transformers streamer that sees the batch's tokens as they are generated."""
         if not questions:
             return []
+        caps = max_new_tokens or [self.config.max_answer_tokens] * len(questions)
         prompts = [self.fmt.answer_prompt(q, k) for q, k in zip(questions, knowledges, strict=True)]
-        beams = self.decoder.greedy(prompts, self.config.max_answer_tokens)
-        return [with_provenance(b.text, k) for b, k in zip(beams, knowledges, strict=True)]
+        beams = self.decoder.greedy(prompts, max(caps), streamer=streamer)
+        bodies = [b.text if len(b.tokens) <= cap else self.decoder.tokenizer.decode(b.tokens[:cap], skip_special_tokens=True)
+                  for b, cap in zip(beams, caps, strict=True)]
+        return [self.finish(body, k) for body, k in zip(bodies, knowledges, strict=True)]

@@ -57,9 +57,10 @@ class Decoder:
 
     @torch.inference_mode()
     def greedy(self, prompts: list[str], max_new_tokens: int, grammar: QueryGrammar | None = None,
-               forced: list[list[int]] | None = None) -> list[Beam]:
+               forced: list[list[int]] | None = None, streamer=None) -> list[Beam]:
         """One greedy continuation per prompt, cut at the stop; under `grammar` when given (which then also
-        sees the `forced` query tokens placed after each prompt)."""
+        sees the `forced` query tokens placed after each prompt). `streamer` (a transformers streamer) gets
+        the prompt ids, then each step's tokens for the whole batch."""
         input_ids, mask = self.encode_prompts(prompts, forced)
         processors = self._processors(grammar, input_ids.shape[1], forced)
         out = self.model.generate(
@@ -71,6 +72,7 @@ class Decoder:
             eos_token_id=self.end_ids,
             pad_token_id=self.pad_id,
             logits_processor=processors,
+            streamer=streamer,
         )
         gen = out[:, input_ids.shape[1] :].tolist()
         return [Beam(*self._text(row), 0.0) for row in gen]

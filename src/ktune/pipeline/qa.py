@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ktune.errors import InputError
@@ -52,6 +52,13 @@ def validate_question(question, max_chars: int, where: str = "question") -> str:
     if not isinstance(question, str):
         raise InputError(f"{where}: the question must be a string, got {type(question).__name__} {question!r:.60}")
     text = question.strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{where}: the question contains {text[exc.start:exc.end]!r} at character {exc.start + 1}, which is not "
+            "valid Unicode text (a lone surrogate); send the question as UTF-8 text"
+        ) from exc
     if not text:
         raise InputError(f"{where}: the question is empty; give a medical question such as '急性中耳炎的药物治疗有哪些？'")
     if len(text) > max_chars:
@@ -115,6 +122,34 @@ class KnowledgeTunedQA:
                 out[i] = answer
         return out
 
+    def complete(self, answers: list[Answer], max_answer_tokens: list[int | None] | None = None,
+                 streamer_factory=None) -> list[Answer]:
+        """Stage 3 for answers looked up with `with_answer=False`: the grounded answer, or the refusal text.
+
+        A server runs stages 1-2 for every request of a batch, returns the lookups at once, then answers only
+        those that asked for it. `max_answer_tokens`: a cap per answer (default config.max_answer_tokens).
+        `streamer_factory(indices, knowledges)` gets the indices of the answers that are generated and returns
+        a transformers streamer for that generation (or None)."""
+        todo = [i for i, a in enumerate(answers) if not a.refused]
+        knowledges = [answers[i].knowledge for i in todo]
+        options = {}
+        if max_answer_tokens:
+            options["max_new_tokens"] = [max_answer_tokens[i] or self.config.max_answer_tokens for i in todo]
+        if streamer_factory and todo:
+            options["streamer"] = streamer_factory(todo, knowledges)
+        t0 = time.perf_counter()
+        questions = [validate_question(answers[i].question, self.config.max_question_chars) for i in todo]
+        texts = dict(zip(todo, self.answer_stage.run(questions, knowledges, **options), strict=True))
+        per_answer = (time.perf_counter() - t0) / max(len(todo), 1)
+        out = []
+        for i, a in enumerate(answers):
+            if a.refused:
+                q = Query(a.query[0], a.query[1], a.linked_entity)
+                out.append(replace(a, answer=refusal_text(self.config, q, a.refusal_reason)))
+            else:
+                out.append(replace(a, answer=texts[i], timings={**a.timings, "answer": per_answer}))
+        return out
+
     # --- one batch ----------------------------------------------------------------------------
     def _batch(self, originals, questions, with_answer, mode) -> list[Answer]:
         n = len(questions)
@@ -123,24 +158,13 @@ class KnowledgeTunedQA:
         t1 = time.perf_counter()
         retrieved = [retrieve(self.kb, q) for q in queries]
         t2 = time.perf_counter()
-        todo = [i for i, (k, _) in enumerate(retrieved) if k] if with_answer else []
-        bodies = dict(zip(todo, self.answer_stage.run([questions[i] for i in todo], [retrieved[i][0] for i in todo]), strict=True))
-        t3 = time.perf_counter()
-        timing = {"query": (t1 - t0) / n, "knowledge": (t2 - t1) / n, "answer": (t3 - t2) / max(len(todo), 1)}
-        answers = []
-        for i, (q, (knowledge, reason)) in enumerate(zip(queries, retrieved, strict=True)):
-            answers.append(self._answer(originals[i], q, knowledge, reason, bodies.get(i), with_answer, timing))
-        return answers
+        timing = {"query": (t1 - t0) / n, "knowledge": (t2 - t1) / n}
+        looked = [self._answer(originals[i], q, knowledge, reason, timing)
+                  for i, (q, (knowledge, reason)) in enumerate(zip(queries, retrieved, strict=True))]
+        return self.complete(looked) if with_answer else looked
 
-    def _answer(self, question, q: Query, knowledge, reason, body, with_answer, timing) -> Answer:
-        refused = reason is not None
-        if not with_answer:
-            text = None
-        else:
-            text = refusal_text(self.config, q, reason) if refused else body
-        stage_times = dict(timing)
-        if refused or not with_answer:
-            stage_times.pop("answer")
+    def _answer(self, question, q: Query, knowledge, reason, timing) -> Answer:
+        """Stages 1-2 as an Answer with no text (`complete` adds it)."""
         return Answer(
             question=question,
             query=(q.entity, q.attribute),
@@ -148,9 +172,9 @@ class KnowledgeTunedQA:
             link_score=q.link_score,
             link_method=q.link_method,
             knowledge=knowledge,
-            answer=text,
-            refused=refused,
+            answer=None,
+            refused=reason is not None,
             refusal_reason=reason,
             kb_version=self.kb_version,
-            timings=stage_times,
+            timings=dict(timing),
         )
