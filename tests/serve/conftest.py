@@ -1,6 +1,14 @@
 """Serve fixtures: the pipeline tests' tiny model (random, on the mini KB) and a tiny run knowledge-tuned on a
 dataset built from a small KB (it learns to query the KB, so answers are generated, not only refused)."""
 
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
 import pytest
 
 from tests.conftest import FIXTURES
@@ -53,3 +61,33 @@ def trained_questions(data_dir, n_seen=6, n_refused=2) -> list[str]:
         return [json.loads(line)["question"] for line in lines[:n]]
 
     return first("test_seen", n_seen) + first("test_no_knowledge", n_refused)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run, kb_path, *extra, env=None):
+    """(process, base URL, output lines): `ktune serve` on a free loopback port, once /health answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ktune", "serve", "--run", str(run), "--kb", str(kb_path), "--port", str(port),
+         "--threads", "1", *extra],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(480):
+        if proc.poll() is not None:
+            pytest.fail("server exited early:\n" + "".join(lines))
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return proc, base, lines
+        except httpx.HTTPError:
+            time.sleep(0.25)
+    proc.kill()
+    pytest.fail("server did not start in 120 s:\n" + "".join(lines))

@@ -3,52 +3,17 @@ loopback, the official `openai` client. Every answer carries knowledge that is e
 concurrent clients get what they would get alone, and SIGTERM ends the server promptly."""
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.serve.conftest import trained_questions
+from tests.serve.conftest import start_server, trained_questions
 
 httpx = pytest.importorskip("httpx")
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(run, kb_path, *extra, env=None):
-    """(process, base URL, output lines): `ktune serve` on a free loopback port, once /health answers."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ktune", "serve", "--run", str(run), "--kb", str(kb_path), "--port", str(port),
-         "--threads", "1", *extra],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(480):
-        if proc.poll() is not None:
-            pytest.fail("server exited early:\n" + "".join(lines))
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                return proc, base, lines
-        except httpx.HTTPError:
-            time.sleep(0.25)
-    proc.kill()
-    pytest.fail("server did not start in 120 s:\n" + "".join(lines))
 
 
 @pytest.fixture(scope="module")
