@@ -135,3 +135,33 @@ def test_serve_refuses_a_public_address_without_an_api_key():
         serve_settings(parser.parse_args(["serve", "--host", "0.0.0.0", "--api-key", ""]))
     assert serve_settings(parser.parse_args(["serve", "--host", "0.0.0.0", "--api-key", "k"])).api_key == "k"
     assert serve_settings(parser.parse_args(["serve", "--host", "::1", "--api-key", ""])).api_key is None
+
+
+def test_a_client_that_disconnects_cancels_its_queued_question(tiny_qa):
+    import asyncio
+
+    app = create_app(tiny_qa)  # no lifespan: the worker is not started, so the question stays queued
+    worker = app.state.worker
+    body = json.dumps({"question": "急性中耳炎吃什么药？"}, ensure_ascii=False).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/ask", "raw_path": b"/v1/ask", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():  # the client is gone once its request is in (uvicorn then answers at once)
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def scenario():
+        await app(scope, receive, send)
+        queued = worker._queue.get_nowait()
+        return queued
+
+    job = asyncio.run(scenario())
+    assert job.cancelled and job.question == "急性中耳炎吃什么药？"
+    assert sent[0]["status"] == 499
+    assert worker.served == 0
