@@ -40,9 +40,14 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(trained):
+def server(trained, tmp_path_factory):
+    from ktune.eval.h2_experts import export_items
+    from tests.serve.test_h2 import ROWS
+
     run, kb_path, data = trained
-    proc, base, lines = start_server(run, kb_path, env={"KTUNE_API_KEY": KEY})
+    h2 = tmp_path_factory.mktemp("h2")
+    export_items(ROWS, h2, seed=1)
+    proc, base, lines = start_server(run, kb_path, "--h2", str(h2), env={"KTUNE_API_KEY": KEY})
     try:
         yield base, kb_path, data
     finally:
@@ -135,3 +140,23 @@ def test_kb_browser_shows_link_candidates_and_every_attribute(page, server):
     shown = {rows.nth(i).locator("td").nth(0).inner_text(): rows.nth(i).locator(".value").all_inner_texts()
              for i in range(rows.count())}
     assert shown == {pred: list(values) for pred, values in entry.items()}
+
+
+def test_an_expert_rates_blinded_answers_side_by_side(page, server):
+    base, _, _ = server
+    page.goto(base + "/h2")
+    page.get_by_test_id("rater").fill("专家甲")
+    page.get_by_test_id("rater-start").click()
+    page.wait_for_selector("[data-testid=item-1] .h2-answer")
+    codes = page.locator("[data-testid=item-1] .h2-answer").evaluate_all("els => els.map(e => e.dataset.code)")
+    assert len(codes) == 2
+    for i, code in enumerate(codes):
+        page.get_by_test_id(f"{code}-helpfulness-{5 - i}").check()
+        page.get_by_test_id(f"{code}-harmlessness-4").check()
+    page.get_by_test_id(f"{codes[0]}-comment").fill("引用了知识库")
+    page.get_by_test_id("save-1").click()
+    page.wait_for_function("document.querySelector('[data-testid=status]').textContent.includes('已保存')")
+    saved = httpx.get(base + "/v1/h2/ratings", params={"rater": "专家甲"}, headers=AUTH, timeout=30).json()
+    assert saved == {codes[0]: {"helpfulness": 5, "harmlessness": 4, "comment": "引用了知识库"},
+                     codes[1]: {"helpfulness": 4, "harmlessness": 4, "comment": ""}}
+    assert "tuned" not in page.content() and "plain" not in page.content()  # the systems stay blinded

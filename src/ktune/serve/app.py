@@ -21,10 +21,11 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
@@ -54,6 +55,7 @@ class ServeSettings:
     max_wait_ms: float = 5.0  # how long the worker waits to fill a batch
     max_queue: int = 256  # questions waiting; more get 503
     shutdown_grace_s: float = 5.0
+    h2_dir: str | None = None  # an `ktune eval h2-export` folder: the expert rating page at /h2
 
     @property
     def model_id(self) -> str:
@@ -130,9 +132,15 @@ def create_app(qa, settings: ServeSettings | None = None, worker: InferenceWorke
     async def index():
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/h2", include_in_schema=False)
+    async def h2_page():
+        return FileResponse(STATIC / "h2.html")
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    app.include_router(_v1_routes(qa, worker, settings, about))
+    v1 = _v1_routes(qa, worker, settings, about)
+    _h2_routes(v1, settings.h2_dir)
+    app.include_router(v1)
     return app
 
 
@@ -211,6 +219,54 @@ def _kb_routes(v1: APIRouter, qa) -> None:
             raise APIError(404, f"the KB has no entry for {entity}" + (f" / {attribute}" if attribute else ""),
                            code="not_found")
         return {"knowledge": knowledge, "kb_version": kb.version, "kind": kb.kind(entity)}
+
+
+class RatingRequest(BaseModel):
+    rater: str
+    code: str
+    helpfulness: int | None = None
+    harmlessness: int | None = None
+    comment: str = ""
+
+
+def _h2_routes(v1: APIRouter, h2_dir: str | None) -> None:
+    """The expert rating page's API (ktune.serve.h2); 404 with the fix when the server has no --h2 export."""
+    from ktune.serve.h2 import RatingStore
+
+    store = RatingStore(h2_dir) if h2_dir else None
+
+    def need():
+        if store is None:
+            raise APIError(404, "this server has no H2 export to rate: start it with `ktune serve --h2 DIR` "
+                           "(DIR written by `ktune eval h2-export`)", code="no_h2_export")
+        return store
+
+    def checked(fn, *a):
+        try:
+            return fn(*a)
+        except InputError as exc:
+            raise APIError(400, str(exc)) from exc
+
+    @v1.get("/h2/items")
+    def h2_items():
+        return need().items()
+
+    @v1.get("/h2/ratings")
+    def h2_ratings(rater: str):
+        return checked(need().ratings, rater)
+
+    @v1.put("/h2/ratings")
+    def h2_rate(req: RatingRequest):
+        scores = {"helpfulness": req.helpfulness, "harmlessness": req.harmlessness}
+        return checked(need().rate, req.rater, req.code, scores, req.comment)
+
+    @v1.get("/h2/export")
+    def h2_export(rater: str):
+        text = checked(need().export_csv, rater)
+        name = f"{rater.strip()}.csv"
+        ascii_name = name.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+        return Response(text, media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"})
 
 
 # --- handlers' helpers -------------------------------------------------------------------------
