@@ -165,3 +165,14 @@ def test_a_client_that_disconnects_cancels_its_queued_question(tiny_qa):
     assert job.cancelled and job.question == "急性中耳炎吃什么药？"
     assert sent[0]["status"] == 499
     assert worker.served == 0
+
+
+def test_serve_takes_the_pipeline_options_of_ask():
+    from ktune.cli.ask import pipeline_config
+    from ktune.cli.main import make_parser
+
+    args = make_parser().parse_args(["serve", "--run", "runs/x", "--mode", "free", "--dtype", "fp32",
+                                     "--num-beams", "2", "--max-chars", "300", "--batch-size", "8"])
+    config = pipeline_config(args)
+    assert (config.query_mode, config.dtype, config.num_beams, config.max_question_chars, config.batch_size) == (
+        "free", "fp32", 2, 300, 8)
