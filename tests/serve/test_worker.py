@@ -127,3 +127,12 @@ def test_cancelled_queued_job_is_never_run_and_shutdown_fails_the_queue(trained_
     assert not isinstance(outcomes[1], Exception)
     assert isinstance(outcomes[2], ShuttingDown)
     assert worker.served == 1
+
+
+def test_a_client_cannot_raise_the_answer_token_cap(trained_qa, requests):
+    async def scenario():
+        worker = InferenceWorker(trained_qa)
+        job = worker.submit(requests[0][0], max_answer_tokens=10**9)
+        return job.max_answer_tokens
+
+    assert asyncio.run(scenario()) == trained_qa.config.max_answer_tokens

@@ -150,13 +150,16 @@ class InferenceWorker:
 
     def submit(self, question, *, with_answer: bool = True, max_answer_tokens: int | None = None,
                timeout_s: float | None = None, stream: bool = False) -> Job:
-        """Validate and enqueue (InputError for a bad question, QueueFull / ShuttingDown when not accepted)."""
+        """Validate and enqueue (InputError for a bad question, QueueFull / ShuttingDown when not accepted).
+        `max_answer_tokens` lowers the pipeline's max_answer_tokens for this answer (it cannot raise it)."""
         text = validate_question(question, self.qa.config.max_question_chars)
         if self.closing:
             raise ShuttingDown("the server is shutting down; retry on another instance")
         if self._queue.qsize() >= self.max_queue:
             raise QueueFull(f"{self._queue.qsize()} questions are waiting (the limit is {self.max_queue}); retry shortly")
         budget = min(timeout_s or self.request_timeout_s, self.request_timeout_s)
+        if max_answer_tokens is not None:  # a client may lower the pipeline's cap, never raise it
+            max_answer_tokens = min(max_answer_tokens, self.qa.config.max_answer_tokens)
         job = Job(text, with_answer, max_answer_tokens, budget, asyncio.get_running_loop(), stream)
         self._queue.put(job)
         return job
