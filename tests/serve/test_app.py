@@ -176,3 +176,11 @@ def test_serve_takes_the_pipeline_options_of_ask():
     config = pipeline_config(args)
     assert (config.query_mode, config.dtype, config.num_beams, config.max_question_chars, config.batch_size) == (
         "free", "fp32", 2, 300, 8)
+
+
+def test_ask_stream_sends_lookup_then_text_then_the_answer_record(client):
+    with client.stream("POST", "/v1/ask", json={"question": "急性中耳炎吃什么药？", "stream": True}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("event: "):] for line in r.iter_lines() if line.startswith("event: ")]
+    # the lookup (query, knowledge) before any text; the answer or refusal text; the record with provenance
+    assert events[0] == "lookup" and events[-1] == "done" and "delta" in events and "error" not in events

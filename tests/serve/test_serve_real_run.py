@@ -29,13 +29,14 @@ def real_qa():
     from ktune.kb import KnowledgeBase
     from ktune.pipeline import KnowledgeTunedQA
 
-    torch.set_num_threads(2)
-    return KnowledgeTunedQA.from_pretrained(RUN, kb=KnowledgeBase.open(KB))
+    torch.set_num_threads(1)  # one thread copes best with a machine shared with other work
+    # answers capped at 48 tokens: the identity check needs generated text, not long text
+    return KnowledgeTunedQA.from_pretrained(RUN, kb=KnowledgeBase.open(KB), max_answer_tokens=48)
 
 
 def _questions() -> list[str]:
     rows = [json.loads(x) for x in (FIXTURES / "human_questions.jsonl").read_text("utf-8").splitlines() if x.strip()]
-    answerable = [r["question"] for r in rows if r["entity"] is not None][:6]
+    answerable = [r["question"] for r in rows if r["entity"] is not None][:4]
     return answerable + [r["question"] for r in rows if r["entity"] is None][:2]
 
 
@@ -52,7 +53,7 @@ async def _result(job):
 
 
 def test_real_run_concurrent_mixed_answers_equal_sequential_and_streams_add_up(real_qa):
-    requests = [(q, i % 3 != 1) for i, q in enumerate(_questions())]  # two of three with an answer
+    requests = [(q, i % 2 == 0) for i, q in enumerate(_questions())]  # every other one with an answer
 
     async def scenario():
         worker = InferenceWorker(real_qa, max_wait_s=0.5).start()
