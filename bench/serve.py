@@ -145,7 +145,7 @@ async def first_text(base, questions, n) -> list[float]:
 
 async def bench(args, base) -> list[dict]:
     questions = read_questions(args.questions, args.n_questions)
-    await level(base, questions[:2], True, 1, 2)  # warm-up: the stage-1 head and grammar are built on first use
+    await level(base, questions[:2], False, 1, 2)  # warm-up: the stage-1 head and grammar are built on first use
     rows = []
     for with_answer in [m == "on" for m in args.answers.split(",")]:
         seq, reference = await level(base, questions, with_answer, 1, len(questions))
