@@ -151,7 +151,6 @@ def _v1_routes(qa, worker: InferenceWorker, settings: ServeSettings, about: dict
     kb = qa.kb
     _kb_routes(v1, qa)
 
-
     @v1.get("/models")
     async def models():
         return {"object": "list", "data": [{"id": settings.model_id, "object": "model", "created": 0,
@@ -173,12 +172,16 @@ def _v1_routes(qa, worker: InferenceWorker, settings: ServeSettings, about: dict
                            f"{settings.max_batch_questions}; split the batch", code="too_many_questions", param="questions")
         for i, q in enumerate(req.questions):  # all validated before any is queued
             _validate(qa, q, f"questions[{i}]")
-        jobs = [_submit(worker, q, with_answer=req.with_answer) for q in req.questions]
+        jobs = []
         try:
-            results = await asyncio.gather(*(_wait(job, request) for job in jobs))
+            jobs.extend(_submit(worker, q, with_answer=req.with_answer) for q in req.questions)
+            results = await asyncio.gather(*(_wait(job, request) for job in jobs), return_exceptions=True)
         finally:
             for job in jobs:
                 job.cancel()  # a no-op for finished jobs; frees the queue when one of them failed
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
         return [_answer_json(r, about) for r in results]
 
     @v1.post("/chat/completions")
