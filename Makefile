@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.ktune-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv browser demo test test-fast lint bench clean
 
 venv: $(STAMP)
 
@@ -18,13 +18,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[cpu,dev,postgres]"
 	touch $(STAMP)
 
+# Debian's chromium for the browser tests (tests/serve/test_browser.py); apt-get, with sudo when not root.
+browser:
+	scripts/chromium.sh
+
 demo: venv
 	$(VENV)/bin/ktune demo
 
-test: venv
+test: venv browser
 	$(PY) -m pytest -q
 
-test-fast: venv
+test-fast: venv browser
 	$(PY) -m pytest -q -m "not slow"
 
 lint: venv

@@ -109,7 +109,7 @@ def test_ktunes_own_listing_sentences_pass_the_check(mini_kb, sentence):
 def _model_writes(qa, monkeypatch, text):
     from ktune.pipeline.decode import Beam
 
-    monkeypatch.setattr(qa.decoder, "greedy", lambda prompts, max_new: [Beam(text, (), 0.0) for _ in prompts])
+    monkeypatch.setattr(qa.decoder, "greedy", lambda prompts, max_new, streamer=None: [Beam(text, (), 0.0) for _ in prompts])
 
 
 MODEL_BODY = "根据知识库，利福平片可用于治疗肝胆管结石。利福平片主要用于治疗结核病、麻风。"

@@ -66,6 +66,7 @@ def test_predict_refuses_to_resume_into_the_output_of_another_input(qa, tmp_path
         (b'{"text": "no question field"}', "question"),
         (b"not json", "JSON"),
         ('{"question": "%s"}' % ("问" * 2001), "2000"),
+        (b'{"question": "\\ud800 pain"}', "surrogate"),  # valid JSON, not valid Unicode text
     ],
 )
 def test_bad_predict_input_names_the_line_and_writes_nothing(qa, tmp_path, line, reason):
@@ -94,6 +95,15 @@ def test_cli_ask_json_and_predict_on_a_run_folder(fresh_run, mini_kb, tmp_path, 
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["written"] == len(QUESTIONS)
     assert len(read_jsonl(tmp_path / "p.jsonl")) == len(QUESTIONS)
+
+
+def test_cli_predict_reports_a_lone_surrogate_as_an_input_error_before_loading(tmp_path, capsys):
+    (tmp_path / "q.jsonl").write_bytes(b'{"question": "\\ud800"}\n')
+    argv = ["predict", "--run", str(tmp_path / "no-run"), "--input", str(tmp_path / "q.jsonl"),
+            "--output", str(tmp_path / "p.jsonl")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "q.jsonl:1" in err and "surrogate" in err and "Traceback" not in err
 
 
 def test_cli_no_constrain_uses_free_generation_plus_linking(fresh_run, mini_kb, capsys):

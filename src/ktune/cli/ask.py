@@ -9,7 +9,7 @@ from ktune.cli.common import add_json_option, add_kb_option, emit_json, open_kb
 DEFAULT_RUN = "runs/demo"
 
 
-def _add_pipeline_options(p) -> None:
+def add_pipeline_options(p) -> None:
     from ktune.pipeline.config import QUERY_MODES
 
     p.add_argument("--run", default=DEFAULT_RUN, help=f"run folder written by `ktune train` (default: {DEFAULT_RUN})")
@@ -29,12 +29,12 @@ def _add_pipeline_options(p) -> None:
 def add_parser(sub) -> None:
     p = sub.add_parser("ask", help="answer one question from the knowledge base, with provenance")
     p.add_argument("question", nargs="+", help="the question (words are joined with spaces)")
-    _add_pipeline_options(p)
+    add_pipeline_options(p)
     add_json_option(p)
     p.set_defaults(func=run_ask)
 
     p = sub.add_parser("chat", help="interactive questions; shows query, knowledge and answer")
-    _add_pipeline_options(p)
+    add_pipeline_options(p)
     p.set_defaults(func=run_chat)
 
     p = sub.add_parser("predict", help="answer a JSONL file of questions (resumable)")
@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-answer", action="store_true", help="stages 1-2 only: query and knowledge, answer null")
     p.add_argument("--batch-size", type=int, help="questions per model batch (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_pipeline_options(p)
+    add_pipeline_options(p)
     add_json_option(p)
     p.set_defaults(func=run_predict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from ktune.data.answers import clean_value
@@ -93,26 +94,33 @@ def knowledge_sentence(knowledge: dict) -> str:
     return "".join(listing_sentences(knowledge))
 
 
+def clean_body(body: str) -> str:
+    """The model's answer body without any provenance-looking line it produced (ktune adds the real one).
+
+    Prefix-stable on complete sentences: the sentences of a partly generated body stay the same once the
+    body is complete, so a stream can send them as they come (ktune.serve.stream)."""
+    lines = [ln for ln in strip_provenance(body).splitlines() if not ln.strip().startswith(PROVENANCE_PREFIX)]
+    return "\n".join(lines).strip()
+
+
 def ground(body: str, knowledge: dict, question: str = "", kb=None) -> GroundedAnswer:
     """The model's body through the claim check + the real provenance line.
 
     Sentences that state anything the knowledge does not are dropped (recorded in `dropped`); when no
-    remaining sentence states a fact, a plain listing of the knowledge comes first.
+    remaining sentence states a fact, a plain listing of the knowledge follows them.
     """
-    lines = [ln for ln in strip_provenance(body).splitlines() if not ln.strip().startswith(PROVENANCE_PREFIX)]
-    text = "\n".join(lines).strip()
-    check = check_answer(text, knowledge, question, kb)
+    check = check_answer(clean_body(body), knowledge, question, kb)
     kept = list(check.kept)
     if not any(c.facts for c in kept):
-        kept = [check_sentence(s, knowledge, question, kb) for s in listing_sentences(knowledge)] + kept
+        # appended, not prepended: a streamed answer has already sent the kept sentences
+        kept = kept + [check_sentence(s, knowledge, question, kb) for s in listing_sentences(knowledge)]
     out = "".join(c.sentence for c in kept)
     return GroundedAnswer(f"{out}\n{provenance_line(knowledge)}", tuple(kept), check.dropped, raw=body)
 
 
 def unchecked(body: str, knowledge: dict) -> GroundedAnswer:
     """The model's body as generated (its provenance-looking lines replaced by the real line), no check."""
-    lines = [ln for ln in strip_provenance(body).splitlines() if not ln.strip().startswith(PROVENANCE_PREFIX)]
-    text = "\n".join(lines).strip() or knowledge_sentence(knowledge)
+    text = clean_body(body) or knowledge_sentence(knowledge)
     return GroundedAnswer(f"{text}\n{provenance_line(knowledge)}", (), raw=body)
 
 
@@ -149,6 +157,21 @@ def _facts_in(sentence: str, knowledge: dict) -> list[Fact]:
     return out
 
 
+SENTENCE_END = re.compile(r"[。！？；!?;\n]")
+
+
+def split_sentences(text: str) -> tuple[list[str], str]:
+    """(complete sentences, each with its end mark, the unfinished rest): a newline ends a sentence but
+    starts the next one, so a sentence never ends in whitespace that a later strip() would remove."""
+    done, start = [], 0
+    for m in SENTENCE_END.finditer(text):
+        end = m.start() if m.group() == "\n" else m.end()
+        if end > start:
+            done.append(text[start:end])
+        start = end
+    return done, text[start:]
+
+
 class AnswerStage:
     """Stage 3: greedy answer generation from question + knowledge with the run's prompt format, then the
     claim check (ktune.pipeline.claims) on every sentence."""
@@ -159,11 +182,25 @@ class AnswerStage:
         self.config = config
         self.kb = kb
 
-    def run(self, questions: list[str], knowledges: list[dict]) -> list[GroundedAnswer]:
+    def finish_sentence(self, sentence: str, knowledge: dict) -> str:
+        """Each complete sentence of a streamed answer: sent only when the claim check keeps it (the final
+        answer, checked as a whole, comes with the last event); the identity without the check."""
+        if not self.config.claim_check:
+            return sentence
+        return sentence if check_sentence(sentence, knowledge, "", self.kb).ok else ""
+
+    def run(self, questions: list[str], knowledges: list[dict], max_new_tokens: list[int] | None = None,
+            streamer=None) -> list[GroundedAnswer]:
+        """Grounded answers in order. `max_new_tokens`: a cap per question (default config.max_answer_tokens);
+        greedy decoding is causal, so a row generated past its cap and cut there is exactly the capped answer.
+        `streamer`: a transformers streamer that sees the batch's tokens as they are generated."""
         if not questions:
             return []
+        caps = max_new_tokens or [self.config.max_answer_tokens] * len(questions)
         prompts = [self.fmt.answer_prompt(q, k) for q, k in zip(questions, knowledges, strict=True)]
-        beams = self.decoder.greedy(prompts, self.config.max_answer_tokens)
+        beams = self.decoder.greedy(prompts, max(caps), streamer=streamer)
+        bodies = [b.text if len(b.tokens) <= cap else self.decoder.tokenizer.decode(b.tokens[:cap], skip_special_tokens=True)
+                  for b, cap in zip(beams, caps, strict=True)]
         if not self.config.claim_check:  # the model's body as it wrote it (for before/after comparisons)
-            return [unchecked(b.text, k) for b, k in zip(beams, knowledges, strict=True)]
-        return [ground(b.text, k, q, self.kb) for b, q, k in zip(beams, questions, knowledges, strict=True)]
+            return [unchecked(b, k) for b, k in zip(bodies, knowledges, strict=True)]
+        return [ground(b, k, q, self.kb) for b, q, k in zip(bodies, questions, knowledges, strict=True)]

@@ -110,11 +110,12 @@ class Decoder:
     def greedy(self, prompts: list[str], max_new_tokens: int, grammar: QueryGrammar | None = None,
                forced: list[list[int]] | None = None, streamer=None) -> list[Beam]:
         """One greedy continuation per prompt, cut at the stop; under `grammar` when given (which then also
-        sees the `forced` query tokens placed after each prompt). `streamer`: a transformers streamer
-        (put/end, one prompt) fed as generate() feeds it."""
-        if grammar is None and not forced and self.can_draft():
+        sees the `forced` query tokens placed after each prompt). `streamer` (a transformers streamer) gets
+        the prompt ids, then each step's tokens for the whole batch; without one, free decoding drafts and
+        verifies (same tokens, see draft_and_verify)."""
+        if grammar is None and not forced and streamer is None and self.can_draft():
             ids = [self.fmt.encode_prompt(self.tokenizer, p) for p in prompts]
-            return [Beam(*self._text(row), 0.0) for row in self.draft_and_verify(ids, max_new_tokens, streamer)]
+            return [Beam(*self._text(row), 0.0) for row in self.draft_and_verify(ids, max_new_tokens)]
         input_ids, mask = self.encode_prompts(prompts, forced)
         processors = self._processors(grammar, input_ids.shape[1], forced)
         out = self.model.generate(

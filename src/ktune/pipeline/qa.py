@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ktune.errors import InputError
 from ktune.pipeline.answer import (
     NO_KNOWLEDGE,
     AnswerStage,
-    GroundedAnswer,
     premise_answer,
     refusal_text,
     retrieve,
@@ -19,7 +18,7 @@ from ktune.pipeline.answer import (
 from ktune.pipeline.claims import SentenceCheck
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Decoder
-from ktune.pipeline.premise import Premise, decide_premise, detect_premise, premise_knowledge
+from ktune.pipeline.premise import Premise, PremiseQuery, decide_premise, detect_premise, premise_knowledge
 from ktune.pipeline.query import Query, QueryStage
 from ktune.pipeline.trie import QueryGrammar
 from ktune.prompt import PromptFormat
@@ -47,6 +46,7 @@ class Answer:
     dropped_claims: tuple[SentenceCheck, ...] = ()
     premise: Premise | None = None
     raw_answer: str | None = None
+    premise_query: PremiseQuery | None = field(default=None, repr=False, compare=False)  # internal: for refusals
 
     def to_json(self) -> dict:
         return {
@@ -72,6 +72,13 @@ def validate_question(question, max_chars: int, where: str = "question") -> str:
     if not isinstance(question, str):
         raise InputError(f"{where}: the question must be a string, got {type(question).__name__} {question!r:.60}")
     text = question.strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{where}: the question contains {text[exc.start:exc.end]!r} at character {exc.start + 1}, which is not "
+            "valid Unicode text (a lone surrogate); send the question as UTF-8 text"
+        ) from exc
     if not text:
         raise InputError(f"{where}: the question is empty; give a medical question such as '急性中耳炎的药物治疗有哪些？'")
     if len(text) > max_chars:
@@ -138,6 +145,45 @@ class KnowledgeTunedQA:
                 out[i] = answer
         return out
 
+    def complete(self, answers: list[Answer], max_answer_tokens: list[int | None] | None = None,
+                 streamer_factory=None) -> list[Answer]:
+        """Stage 3 for answers looked up with `with_answer=False`: the grounded answer, or the refusal text.
+
+        A server runs stages 1-2 for every request of a batch, returns the lookups at once, then answers only
+        those that asked for it. `max_answer_tokens`: a cap per answer (default config.max_answer_tokens).
+        `streamer_factory(indices, knowledges)` gets the indices of the answers that are generated and returns
+        a transformers streamer for that generation (or None)."""
+        todo = [i for i, a in enumerate(answers) if not a.refused and a.premise is None]
+        knowledges = [answers[i].knowledge for i in todo]
+        options = {}
+        if max_answer_tokens:
+            options["max_new_tokens"] = [max_answer_tokens[i] or self.config.max_answer_tokens for i in todo]
+        if streamer_factory and todo:
+            options["streamer"] = streamer_factory(todo, knowledges)
+        t0 = time.perf_counter()
+        questions = [validate_question(answers[i].question, self.config.max_question_chars) for i in todo]
+        grounded = dict(zip(todo, self.answer_stage.run(questions, knowledges, **options), strict=True))
+        for i, a in enumerate(answers):
+            if a.premise is not None and not a.refused:
+                grounded[i] = premise_answer(a.premise, a.knowledge, self.kb)
+        per_answer = (time.perf_counter() - t0) / max(len(grounded), 1)
+        out = []
+        for i, a in enumerate(answers):
+            if a.refused:
+                out.append(replace(a, answer=self._refusal(a)))
+            else:
+                g = grounded[i]
+                out.append(replace(a, answer=g.text, timings={**a.timings, "answer": per_answer}, sentences=g.sentences,
+                                   dropped_claims=g.dropped, premise=g.premise or a.premise, raw_answer=g.raw))
+        return out
+
+    def _refusal(self, a: Answer) -> str:
+        """What was looked up and that the KB has no entry (for a premise question: the relation's fields)."""
+        pq = a.premise_query
+        if pq is not None and a.refusal_reason == NO_KNOWLEDGE:
+            return self.config.refusal_template.format(entity=pq.entity, attribute="/".join(pq.attributes))
+        return refusal_text(self.config, Query(a.query[0], a.query[1], a.linked_entity), a.refusal_reason)
+
     # --- one batch ----------------------------------------------------------------------------
     def _batch(self, originals, questions, with_answer, mode) -> list[Answer]:
         n = len(questions)
@@ -145,21 +191,14 @@ class KnowledgeTunedQA:
         queries = self.query_stage.run(questions, mode)
         t1 = time.perf_counter()
         retrieved = [retrieve(self.kb, q, self.config.attribute_fallback) for q in queries]
-        premises = self._premises(questions, queries, retrieved) if with_answer and self.config.claim_check else {}
+        # premise questions ("X可以治疗Y吗") are decided from the KB, with or without an answer to write, so a
+        # lookup shows the knowledge the verdict rests on
+        premises = self._premises(questions, queries, retrieved) if self.config.claim_check else {}
         t2 = time.perf_counter()
-        todo = [i for i, (k, _) in enumerate(retrieved) if k and i not in premises] if with_answer else []
-        bodies = dict(zip(todo, self.answer_stage.run([questions[i] for i in todo], [retrieved[i][0] for i in todo]), strict=True))
-        for i, pq in premises.items():
-            knowledge = retrieved[i][0]
-            if knowledge:
-                bodies[i] = premise_answer(decide_premise(pq, knowledge, self.kb), knowledge, self.kb)
-        t3 = time.perf_counter()
-        timing = {"query": (t1 - t0) / n, "knowledge": (t2 - t1) / n, "answer": (t3 - t2) / max(len(todo), 1)}
-        answers = []
-        for i, (q, (knowledge, reason)) in enumerate(zip(queries, retrieved, strict=True)):
-            answers.append(self._answer(originals[i], q, knowledge, reason, bodies.get(i), with_answer, timing,
-                                        premises.get(i)))
-        return answers
+        timing = {"query": (t1 - t0) / n, "knowledge": (t2 - t1) / n}
+        looked = [self._answer(originals[i], q, knowledge, reason, timing, premises.get(i))
+                  for i, (q, (knowledge, reason)) in enumerate(zip(queries, retrieved, strict=True))]
+        return self.complete(looked) if with_answer else looked
 
     def _premises(self, questions, queries, retrieved) -> dict:
         """Premise questions ("X可以治疗Y吗") by index; their knowledge is X's values for the relation's
@@ -173,19 +212,9 @@ class KnowledgeTunedQA:
                 out[i] = pq
         return out
 
-    def _answer(self, question, q: Query, knowledge, reason, body: GroundedAnswer | None, with_answer, timing,
-                premise=None) -> Answer:
-        refused = reason is not None
-        if not with_answer:
-            text = None
-        elif refused and premise is not None:
-            text = self.config.refusal_template.format(entity=premise.entity, attribute="/".join(premise.attributes))
-        else:
-            text = refusal_text(self.config, q, reason) if refused else body.text
-        stage_times = dict(timing)
-        if refused or not with_answer:
-            stage_times.pop("answer")
-        grounded = body if with_answer and not refused else None
+    def _answer(self, question, q: Query, knowledge, reason, timing, premise: PremiseQuery | None = None) -> Answer:
+        """Stages 1-2 as an Answer with no text (`complete` adds it); a premise question's verdict is decided
+        here, from the knowledge."""
         return Answer(
             question=question,
             query=(q.entity, q.attribute),
@@ -193,13 +222,11 @@ class KnowledgeTunedQA:
             link_score=q.link_score,
             link_method=q.link_method,
             knowledge=knowledge,
-            answer=text,
-            refused=refused,
+            answer=None,
+            refused=reason is not None,
             refusal_reason=reason,
             kb_version=self.kb_version,
-            timings=stage_times,
-            sentences=grounded.sentences if grounded else (),
-            dropped_claims=grounded.dropped if grounded else (),
-            premise=grounded.premise if grounded else None,
-            raw_answer=grounded.raw if grounded else None,
+            timings=dict(timing),
+            premise=decide_premise(premise, knowledge, self.kb) if premise is not None and knowledge else None,
+            premise_query=premise,
         )

@@ -1,0 +1,215 @@
+"""Bounded load on `ktune serve` over loopback: requests/s, p50/p95 latency, errors and answer identity.
+
+Starts a real server on a free loopback port, then for answers off (stages 1-2) and on (the full answer):
+one client sending sequentially (the reference answers and the baseline throughput), then 1, 4, 16, 64
+concurrent clients. Every concurrent answer is compared with the sequential one for the same question
+(query, linked entity, knowledge, answer text). With answers on it also streams single-client requests and
+reports the time to the first answer text (`/v1/ask` with `stream: true`, first `delta` event).
+
+    python bench/serve.py --run runs/demo --questions tests/fixtures/human_questions.jsonl
+    python bench/serve.py --tiny bench/out/serve-tiny      # a tiny run trained here in seconds (as in the tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+FIELDS = ("query", "linked_entity", "knowledge", "answer", "refused")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args) -> tuple[subprocess.Popen, str, list[str]]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "ktune", "-q", "serve", "--run", args.run, "--port", str(port),
+           "--threads", str(args.threads), "--max-queue", "4096", "--request-timeout", "600"]
+    if args.kb:
+        cmd += ["--kb", args.kb]
+    if args.batch_size:
+        cmd += ["--batch-size", str(args.batch_size)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit("server exited:\n" + "".join(lines))
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return proc, base, lines
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    sys.exit("server did not start")
+
+
+def tiny_run(root: Path) -> tuple[str, str, str]:
+    """(run, KB, questions): the tests' tiny run (tests/fixtures/data_kb.jsonl, 200 steps), built once under root."""
+    from ktune.data import DataConfig, build_dataset
+    from ktune.kb import KnowledgeBase
+    from ktune.train.tiny import build_tiny_run
+
+    kb_path, data, run = root / "kb.sqlite", root / "data", root / "run"
+    if not (run / "adapter").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with KnowledgeBase.open(kb_path, create=True) as kb:
+            if not kb.stats().get("entities"):
+                kb.import_file(Path(__file__).parents[1] / "tests" / "fixtures" / "data_kb.jsonl")
+            build_dataset(kb, data, DataConfig.scaled(200, fewshot_sizes=(50,), progress=False))
+        build_tiny_run(data, run, steps=200, answer_fraction=0.2)
+    return str(run), str(kb_path), str(data / "test_seen.jsonl")
+
+
+def read_questions(path: str, n: int) -> list[str]:
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r["question"] for r in rows[:n]]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+async def one(client: httpx.AsyncClient, base: str, question: str, with_answer: bool):
+    t0 = time.perf_counter()
+    try:
+        r = await client.post(base + "/v1/ask", json={"question": question, "with_answer": with_answer})
+        ok = r.status_code == 200
+        body = r.json() if ok else None
+    except httpx.HTTPError:
+        ok, body = False, None
+    return time.perf_counter() - t0, ok, body
+
+
+async def level(base, questions, with_answer, clients, total, reference=None):
+    """`clients` concurrent clients sending `total` requests in all (question i % len)."""
+    todo = list(range(total))
+    latencies, errors, mismatches, bodies = [], 0, 0, {}
+
+    async def client_loop(client):
+        nonlocal errors, mismatches
+        while todo:
+            i = todo.pop(0)
+            q = questions[i % len(questions)]
+            dt, ok, body = await one(client, base, q, with_answer)
+            latencies.append(dt)
+            if not ok:
+                errors += 1
+                continue
+            key = {k: body[k] for k in FIELDS}
+            bodies[q] = key
+            if reference is not None and reference.get(q) != key:
+                mismatches += 1
+
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=900, limits=limits) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return {"clients": clients, "requests": total, "rps": total / wall, "p50": pct(latencies, 0.5),
+            "p95": pct(latencies, 0.95), "errors": errors, "mismatches": mismatches, "wall": wall}, bodies
+
+
+async def first_text(base, questions, n) -> list[float]:
+    """Single client, streamed: seconds to the first answer text (the first `delta` event)."""
+    out = []
+    async with httpx.AsyncClient(timeout=900) as client:
+        for q in questions[:n]:
+            t0 = time.perf_counter()
+            async with client.stream("POST", base + "/v1/ask", json={"question": q, "stream": True}) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("event: delta"):
+                        out.append(time.perf_counter() - t0)
+                        break
+    return out
+
+
+async def bench(args, base) -> list[dict]:
+    questions = read_questions(args.questions, args.n_questions)
+    await level(base, questions[:2], False, 1, 2)  # warm-up: the stage-1 head and grammar are built on first use
+    rows = []
+    for with_answer in [m == "on" for m in args.answers.split(",")]:
+        seq, reference = await level(base, questions, with_answer, 1, len(questions))
+        rows.append({"answers": with_answer, "mode": "sequential", **seq})
+        print(f"answers {'on ' if with_answer else 'off'}: sequential {seq['rps']:.2f} req/s", flush=True)
+        for c in args.clients:
+            total = max(c, args.total)
+            row, _ = await level(base, questions, with_answer, c, total, reference)
+            rows.append({"answers": with_answer, "mode": f"{c} clients", **row, "vs_sequential": row["rps"] / seq["rps"]})
+            print(f"  {c:>3} clients: {row['rps']:.2f} req/s, errors {row['errors']}, mismatches {row['mismatches']}",
+                  flush=True)
+        if with_answer and args.ttft:
+            ttft = await first_text(base, questions, args.ttft)
+            rows.append({"answers": True, "mode": "stream, 1 client", "first_text_p50": pct(ttft, 0.5),
+                         "first_text_p95": pct(ttft, 0.95), "requests": len(ttft)})
+    return rows
+
+
+def table(rows) -> str:
+    out = ["| answers | load | requests | req/s | x sequential | p50 s | p95 s | errors | different answers |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "first_text_p50" in r:
+            out.append(f"| on | {r['mode']} | {r['requests']} | first answer text p50 {r['first_text_p50']:.2f} s, "
+                       f"p95 {r['first_text_p95']:.2f} s | | | | | |")
+            continue
+        ratio = f"{r['vs_sequential']:.2f}" if "vs_sequential" in r else "1.00"
+        out.append(f"| {'on' if r['answers'] else 'off'} | {r['mode']} | {r['requests']} | {r['rps']:.2f} | {ratio} | "
+                   f"{r['p50']:.2f} | {r['p95']:.2f} | {r['errors']} | {r['mismatches']} |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", help="run folder (or --tiny)")
+    ap.add_argument("--tiny", metavar="DIR", help="build (once) and serve the tests' tiny run under DIR")
+    ap.add_argument("--kb", help="KB path (default: $KTUNE_KB or the default KB)")
+    ap.add_argument("--questions", default="tests/fixtures/human_questions.jsonl", help="JSONL with a question field")
+    ap.add_argument("--n-questions", type=int, default=16, help="distinct questions (the sequential reference)")
+    ap.add_argument("--clients", default="1,4,16,64", type=lambda s: [int(x) for x in s.split(",")])
+    ap.add_argument("--total", type=int, default=16, help="requests per load level (at least one per client)")
+    ap.add_argument("--answers", default="off,on", help="off (stages 1-2 only), on (full answers), or both")
+    ap.add_argument("--ttft", type=int, default=8, help="streamed single-client requests for the first-text latency")
+    ap.add_argument("--threads", type=int, default=2, help="server torch threads")
+    ap.add_argument("--batch-size", type=int, help="the worker's largest batch (default: the pipeline's, 16)")
+    ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    if args.tiny:
+        args.run, args.kb, args.questions = tiny_run(Path(args.tiny))
+    elif not args.run:
+        ap.error("give --run RUN or --tiny DIR")
+    proc, base, lines = start_server(args)
+    try:
+        rows = asyncio.run(bench(args, base))
+        health = httpx.get(base + "/health", timeout=30).json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    print(f"\nrun {args.run}, KB {health['kb_version']}, worker batches {health['batches']}, threads {args.threads}")
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

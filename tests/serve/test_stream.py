@@ -1,0 +1,49 @@
+"""The answer streamer: tokens in, complete (cleaned) sentences out, a cap per row, an early stop."""
+
+import pytest
+import torch
+
+from ktune.serve.stream import AnswerStreamer, GenerationStopped, RowStream
+
+
+def _ids(tok, text):
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def _feed(streamer, rows_text, tok, pad):
+    """Prompt first, then one token per row per step, as generate() does (finished rows get pad)."""
+    streamer.put(torch.zeros((len(rows_text), 3), dtype=torch.long))
+    seqs = [_ids(tok, t) for t in rows_text]
+    for step in range(max(map(len, seqs))):
+        streamer.put(torch.tensor([s[step] if step < len(s) else pad for s in seqs]))
+    streamer.end()
+
+
+def test_sentences_are_sent_when_complete_and_provenance_lines_never(tiny_lm):
+    _, tok = tiny_lm
+    got = [[], []]
+    rows = [RowStream({}, 100, got[0].append), RowStream({}, 100, got[1].append)]
+    finish = lambda sentence, knowledge: sentence  # noqa: E731 -- the identity hook, as AnswerStage has it
+    streamer = AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, finish, rows)
+    _feed(streamer, ["感冒会传染。二甲双胍有什么副作用？急性", "相关知识：{}。"], tok, tok.pad_token_id)
+    assert got[0] == ["感冒会传染。", "二甲双胍有什么副作用？"]  # "急性" is unfinished: it comes with the final answer
+    assert got[1] == []  # a provenance-looking line is never the model's answer text
+    assert [len(r.tokens) for r in rows] == [len("感冒会传染。二甲双胍有什么副作用？急性"), len("相关知识：{}。")]
+
+
+def test_a_row_stops_at_its_cap_and_is_marked_capped(tiny_lm):
+    _, tok = tiny_lm
+    rows = [RowStream({}, 3, None), RowStream({}, 50, None)]
+    streamer = AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, lambda s, k: s, rows)
+    _feed(streamer, ["感冒会传染。", "感冒。"], tok, tok.pad_token_id)
+    assert tok.decode(rows[0].tokens) == "感冒会" and rows[0].capped
+    assert tok.decode(rows[1].tokens) == "感冒。" and not rows[1].capped
+
+
+def test_generation_is_stopped_when_nobody_waits(tiny_lm):
+    _, tok = tiny_lm
+    streamer = AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, lambda s, k: s, [RowStream({}, 9, None)],
+                              should_stop=lambda: True)
+    streamer.put(torch.zeros((1, 3), dtype=torch.long))
+    with pytest.raises(GenerationStopped):
+        streamer.put(torch.tensor([5]))
