@@ -3,8 +3,10 @@
     python bench/pipeline.py --run runs/demo --data data/demo [--split test_seen] [--n 24] [--answer-n 16]
                              [--threads 2] [--json out.json] [--variants]
 
-old: stage-3 answers by generate() with the whole 262k-row head at every step (answer_decoding "full").
-new: the defaults (answer_decoding "draft": draft-and-verify, the same greedy tokens).
+old: stage-3 answers by generate() with the whole 262k-row head at every step (answer_decoding "full"), stage 1
+     one token per forward (query_lookup 0).
+new: the defaults (answer_decoding "draft": draft-and-verify; query_lookup 8: prompt-lookup drafts for a single
+     question's free query decode; both give the same greedy tokens).
 Both share one loaded model, grammar and KB. For each path: stage-1 questions/s at batch 1 and batch 16 (stages
 1-2, what `predict --no-answer` does), full-answer latency p50 / p95 for single questions (ask(): stages 1-3),
 answer tokens/s, peak RSS during the path's calls, retrieval accuracy against the split's gold queries, and how
@@ -27,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HUMAN = ROOT / "tests" / "fixtures" / "human_questions.jsonl"
-PATHS = {"old": {"answer_decoding": "full"}, "new": {}}
+PATHS = {"old": {"answer_decoding": "full", "query_lookup": 0}, "new": {}}
 
 
 def percentile(values: list[float], q: float) -> float:

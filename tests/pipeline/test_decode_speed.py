@@ -85,6 +85,16 @@ def test_draft_and_verify_on_gemma3_with_sliding_window_and_softcap(tiny_lm, sof
     assert (stats.rounds > 1) if window == 6 else (stats.rounds == 1)
 
 
+def test_prompt_lookup_gives_the_plain_greedy_query_of_a_single_question(tiny_lm):
+    model, tok = tiny_lm
+    fmt = PromptFormat()
+    head = SubsetHead(model.lm_head, list(range(len(tok))))
+    plain, lookup = Decoder(model, tok, fmt).with_head(head), Decoder(model, tok, fmt).with_head(head, lookup=8)
+    prompts = [fmt.query_prompt(q) for q in QUESTIONS] + [fmt.query_prompt(QUESTIONS[0] * 3)]
+    for p in prompts:
+        assert lookup.greedy([p], 24) == plain.greedy([p], 24)
+
+
 def test_a_streamer_sees_what_generate_would_stream(tiny_lm):
     model, tok = tiny_lm
 

@@ -14,6 +14,14 @@ import pytest
 from tests.conftest import FIXTURES
 from tests.pipeline import conftest as pipeline_fixtures
 
+# two systems' answers to two questions, as `ktune eval h2-export` reads them (the H2 rating page's tests)
+H2_ROWS = {
+    "tuned": [{"id": "s-1", "question": "急性中耳炎吃什么药？", "answer": "阿莫西林。\n相关知识：{}", "split": "test_seen"},
+              {"id": "s-2", "question": "偏头痛看什么科？", "answer": "神经内科。", "split": "test_seen"}],
+    "plain": [{"id": "s-1", "question": "急性中耳炎吃什么药？", "answer": "多喝热水。", "split": "test_seen"},
+              {"id": "s-2", "question": "偏头痛看什么科？", "answer": "骨科。", "split": "test_seen"}],
+}
+
 # the pipeline tests' fixtures, shared: one torch thread, the tiny model and its tokenizer
 _one_torch_thread = pipeline_fixtures._one_torch_thread
 tiny_dir = pipeline_fixtures.tiny_dir

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serve.conftest import start_server, trained_questions
+from tests.serve.conftest import H2_ROWS, start_server, trained_questions
 
 CHROMIUM = os.environ.get("KTUNE_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -42,11 +42,10 @@ def browser():
 @pytest.fixture(scope="module")
 def server(trained, tmp_path_factory):
     from ktune.eval.h2_experts import export_items
-    from tests.serve.test_h2 import ROWS
 
     run, kb_path, data = trained
     h2 = tmp_path_factory.mktemp("h2")
-    export_items(ROWS, h2, seed=1)
+    export_items(H2_ROWS, h2, seed=1)
     proc, base, lines = start_server(run, kb_path, "--h2", str(h2), env={"KTUNE_API_KEY": KEY})
     try:
         yield base, kb_path, data

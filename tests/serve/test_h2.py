@@ -10,18 +10,12 @@ from fastapi.testclient import TestClient
 from ktune.eval.h2_experts import export_items, import_scores
 from ktune.serve.app import ServeSettings, create_app
 from ktune.serve.h2 import RatingStore
-
-ROWS = {
-    "tuned": [{"id": "s-1", "question": "急性中耳炎吃什么药？", "answer": "阿莫西林。\n相关知识：{}", "split": "test_seen"},
-              {"id": "s-2", "question": "偏头痛看什么科？", "answer": "神经内科。", "split": "test_seen"}],
-    "plain": [{"id": "s-1", "question": "急性中耳炎吃什么药？", "answer": "多喝热水。", "split": "test_seen"},
-              {"id": "s-2", "question": "偏头痛看什么科？", "answer": "骨科。", "split": "test_seen"}],
-}
+from tests.serve.conftest import H2_ROWS
 
 
 @pytest.fixture
 def export(tmp_path):
-    export_items(ROWS, tmp_path / "h2", seed=1)
+    export_items(H2_ROWS, tmp_path / "h2", seed=1)
     return tmp_path / "h2"
 
 

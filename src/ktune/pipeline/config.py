@@ -67,6 +67,9 @@ class PipelineConfig:
     # tokens and checks every draft with the whole head (ktune.pipeline.decode: the same tokens as "full", most
     # steps without reading the 262k-row head); "full" = generate() with the whole head at every step
     answer_decoding: str = "draft"
+    # a single question's free query decode drafts this many tokens by prompt lookup (generate's
+    # prompt_lookup_num_tokens: the entity is mostly copied from the question; same greedy output); 0 = off
+    query_lookup: int = 8
     # torch CPU threads set by from_pretrained (ktune.threads): "auto" = the physical cores ($KTUNE_THREADS
     # overrides), or N
     threads: int | str = "auto"
@@ -84,6 +87,8 @@ class PipelineConfig:
         self.threads = parse_threads(self.threads)
         if self.threads == ADAPTIVE:
             raise ConfigError("threads 'adaptive' is for training only; use 'auto' or a count for inference")
+        if not isinstance(self.query_lookup, int) or self.query_lookup < 0:
+            raise ConfigError(f"query_lookup must be an integer >= 0 (0 = off), got {self.query_lookup!r}")
         if self.answer_decoding not in ANSWER_DECODINGS:
             raise ConfigError(f"answer_decoding {self.answer_decoding!r} is not one of {', '.join(ANSWER_DECODINGS)}")
         if self.dtype not in DTYPES:

@@ -73,10 +73,16 @@ class Decoder:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (eos if eos is not None else 0)
         self.draft_ids = None if draft_ids is None else sorted({*draft_ids, *self.end_ids, self.pad_id})
+        self.lookup = 0  # prompt-lookup draft length for single ungrammared prompts (see with_head)
 
-    def with_head(self, head: nn.Module | None) -> Decoder:
-        """The same decoder seen through another output head (no draft-and-verify: the head is the choice)."""
-        return Decoder(self.base_model, self.tokenizer, self.fmt, head)
+    def with_head(self, head: nn.Module | None, lookup: int = 0) -> Decoder:
+        """The same decoder seen through another output head (no draft-and-verify: the head is the choice).
+        `lookup` > 0: a single prompt without a grammar decodes with prompt-lookup drafts of that many tokens
+        (generate(prompt_lookup_num_tokens=...): a query mostly copies the entity from the question, so several
+        tokens are checked per forward; greedy output unchanged)."""
+        decoder = Decoder(self.base_model, self.tokenizer, self.fmt, head)
+        decoder.lookup = lookup
+        return decoder
 
     @property
     def device(self):
@@ -118,6 +124,9 @@ class Decoder:
             return [Beam(*self._text(row), 0.0) for row in self.draft_and_verify(ids, max_new_tokens)]
         input_ids, mask = self.encode_prompts(prompts, forced)
         processors = self._processors(grammar, input_ids.shape[1], forced)
+        extra = {}
+        if self.lookup and len(prompts) == 1 and grammar is None and streamer is None:
+            extra["prompt_lookup_num_tokens"] = self.lookup
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=mask,
@@ -128,6 +137,7 @@ class Decoder:
             pad_token_id=self.pad_id,
             logits_processor=processors,
             streamer=streamer,
+            **extra,
         )
         gen = out[:, input_ids.shape[1] :].tolist()
         return [Beam(*self._text(row), 0.0) for row in gen]

@@ -105,10 +105,11 @@ class QueryStage:
     @property
     def query_decoder(self) -> Decoder:
         """The decoder seen through the stage-1 head (a view: the shared model is never changed)."""
-        head = self.head
-        if self._query_decoder is None or self._query_decoder.head is not head:
-            self._query_decoder = self.decoder.with_head(head)
-        return self._query_decoder
+        head, lookup = self.head, self.config.query_lookup
+        decoder = self._query_decoder
+        if decoder is None or decoder.head is not head or decoder.lookup != lookup:
+            decoder = self._query_decoder = self.decoder.with_head(head, lookup=lookup)
+        return decoder
 
     def run(self, questions: list[str], mode: str | None = None) -> list[Query]:
         return self._run(questions, mode or self.config.query_mode)
