@@ -3,7 +3,7 @@
 Steps, each skipped when its output is already there and current (so a second `make demo` is quick):
   1. import CMeKG into the default KB        4. knowledge-tune Gemma-3-270M (<= 15 min on 2 cores)
   2. build the knowledge-tuning dataset      5. evaluate vs BM25 / dense / rules, print the table
-  3. prepare Gemma-3-270M (GGUF -> HF)       6. three example answers with provenance, one a refusal
+  3. prepare Gemma-3-270M (GGUF -> HF)       6. example answers with provenance: a refusal, a false premise
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ DEMO_SYSTEMS = ("bm25-word", "bm25-char", "dense", "rules", "model")
 EXAMPLE_QUESTIONS = [
     "急性中耳炎的药物治疗有哪些？",
     "吃盐酸二甲双胍片要注意什么？",
-    "失眠应该吃什么药？",  # 失眠 is not a CMeKG entry: the answer must be a refusal
+    "乳腺结节吃什么药？",  # 乳腺结节 is not a CMeKG entry (乳腺结核 is another disease): the answer must be a refusal
+    "利福平可以治疗肝胆管结石吗？",  # a false premise: answered from 利福平片's indications, which do not list it
 ]
 
 
