@@ -46,8 +46,9 @@ def _item(present, term="肝胆管结石"):
 
 
 def test_affirming_an_absent_term_is_a_false_affirmation_and_a_denial_of_a_present_one_a_false_denial(premise_kb):
-    listed = {"answer": "", "premise": {"verdict": "listed", "matches": [{"predicate": "适应症", "value": "x"}]}}
-    not_listed = {"answer": "", "premise": {"verdict": "not_listed", "matches": []}}
+    listed = {"answer": "", "premise": {"entity": "利福平片", "verdict": "listed",
+                                        "matches": [{"predicate": "适应症", "value": "x"}]}}
+    not_listed = {"answer": "", "premise": {"entity": "利福平片", "verdict": "not_listed", "matches": []}}
     model_yes = {"answer": "根据知识库，利福平片可用于治疗肝胆管结石。\n相关知识：{}"}
     model_no = {"answer": "知识库中利福平片的适应症没有列出“肝胆管结石”。\n相关知识：{}"}
     items = [_item(False), _item(False), _item(False), _item(True, "结核病")]
@@ -55,6 +56,9 @@ def test_affirming_an_absent_term_is_a_false_affirmation_and_a_denial_of_a_prese
     assert [r["affirmed"] for r in rows] == [True, True, False, False]
     assert m["false_affirmation"]["k"] == 2 and m["false_affirmation"]["n"] == 3
     assert m["false_denial"]["k"] == 1 and m["false_denial"]["n"] == 1
+    # an answer about the term alone (stage 1 took the term as the entity) relates nothing to the entity
+    about_term = {"answer": "根据知识库，肝胆管结石病的常见症状：腹痛、黄疸。\n相关知识：{}"}
+    assert not score_premise([_item(False, "肝胆管结石病")], [about_term], premise_kb)[1][0]["affirmed"]
 
 
 def test_the_gold_query_decision_denies_the_famous_pair_and_affirms_the_values(premise_kb):

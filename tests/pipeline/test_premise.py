@@ -92,3 +92,12 @@ def test_premise_answers_pass_the_claim_check_sentence_by_sentence(premise_kb):
         _, premise, knowledge = _decide(premise_kb, question, entity)
         for sentence in premise_answer(premise, knowledge, premise_kb).sentences:
             assert check_sentence(sentence.sentence, knowledge, question, premise_kb).ok, sentence.sentence
+
+
+def test_when_stage_1_resolves_the_term_the_premise_is_read_about_the_other_entity(premise_tiny_qa, force_query):
+    from ktune.pipeline.query import Query
+
+    force_query(Query("恶心", "临床表现", "恶心", 1.0, "exact"))
+    answer = premise_tiny_qa.ask("恶心是利福平片的不良反应吗？")
+    assert answer.linked_entity == "利福平片" and answer.premise.entity == "利福平片"
+    assert answer.premise.listed and answer.knowledge == premise_tiny_qa.kb.acquire_knowledge("利福平片", "不良反应")

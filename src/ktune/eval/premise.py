@@ -184,20 +184,35 @@ def load_premise_set(path: Path | None = None, split: str = "test") -> list[dict
 
 # --- scoring ------------------------------------------------------------------------------------
 def affirms(item: dict, answer: dict, kb=None) -> bool:
-    """Whether an answer (Answer.to_json()-like) affirms the item's term for the item's entity and attribute."""
-    from ktune.pipeline.claims import negated, split_sentences
+    """Whether an answer (Answer.to_json()-like) affirms the relation between the item's entity and term.
+
+    With a premise verdict: "listed" with a value of the gold attribute, or "listed" about the other side of
+    the relation (stage 1 took the term as the entity: 伊芬能治鼻窦炎吗 -> 鼻窦炎's drugs list 伊芬), counted
+    as affirming either way. Without one (the model wrote the answer): a sentence that does not say "not
+    listed" names both the entity (a KB name or alias) and the term; an answer about the term alone
+    (上呼吸道感染's symptoms for "上呼吸道感染是可塞风的不良反应吗") relates nothing to the entity.
+    """
+    from ktune.pipeline.claims import aliases_of, negated, split_sentences
     from ktune.prompt import strip_provenance
 
     if answer.get("refused"):
         return False
     premise = answer.get("premise")
     if premise:
+        if premise["verdict"] != "listed":
+            return False
+        if premise["entity"] != item["entity"]:
+            return True
         preds = set(kb.schema.attribute(item["attribute"]).predicates) if kb is not None else None
-        return premise["verdict"] == "listed" and any(
-            preds is None or m["predicate"] in preds for m in premise["matches"])
+        return any(preds is None or m["predicate"] in preds for m in premise["matches"])
     body = strip_provenance(answer.get("answer") or "")
     term = normalize(item["term"])
-    return any(term in normalize(s) for s in split_sentences(body) if not negated(s))
+    names = {normalize(item["entity"])} | ({normalize(a) for a in aliases_of(kb, item["entity"])} if kb else set())
+    for sentence in split_sentences(body):
+        text = normalize(sentence)
+        if not negated(sentence) and term in text and any(n and n in text.replace(term, "\u0000") for n in names):
+            return True
+    return False
 
 
 def gold_query_answers(items: list[dict], kb) -> list[dict]:

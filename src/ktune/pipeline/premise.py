@@ -183,6 +183,22 @@ def detect_premise(question: str, entity: str | None, kb, surface: str | None = 
     return None
 
 
+def find_premise(question: str, entity: str | None, kb, surface: str | None = None) -> PremiseQuery | None:
+    """`detect_premise` for the resolved entity; when the relation does not read with it as X (stage 1 took
+    the term: "上呼吸道感染是可塞风的不良反应吗" -> 上呼吸道感染), the other KB entities the question names
+    (exact names and aliases only), in question order."""
+    pq = detect_premise(question, entity, kb, surface)
+    if pq is not None or entity is None:
+        return pq
+    for _, _, mention in kb.linker.find_mentions(question):
+        for link in kb.link(mention, k=3):
+            if link.entity != entity and link.method.split(":")[0] in SAME_ENTITY_METHODS + ("alias",):
+                pq = detect_premise(question, link.entity, kb)
+                if pq is not None:
+                    return pq
+    return None
+
+
 # --- deciding it --------------------------------------------------------------------------------
 def _same_entities(kb, text: str) -> set[str]:
     links = kb.link(text, k=10) if kb is not None else []

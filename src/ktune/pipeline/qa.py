@@ -18,7 +18,7 @@ from ktune.pipeline.answer import (
 from ktune.pipeline.claims import SentenceCheck
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Decoder
-from ktune.pipeline.premise import Premise, PremiseQuery, decide_premise, detect_premise, premise_knowledge
+from ktune.pipeline.premise import Premise, PremiseQuery, decide_premise, find_premise, premise_knowledge
 from ktune.pipeline.query import Query, QueryStage
 from ktune.pipeline.trie import QueryGrammar
 from ktune.prompt import PromptFormat
@@ -205,8 +205,10 @@ class KnowledgeTunedQA:
         attributes (the verdict is about that relation whatever attribute stage 1 chose)."""
         out = {}
         for i, q in enumerate(queries):
-            pq = detect_premise(questions[i], q.linked_entity, self.kb, q.entity)
+            pq = find_premise(questions[i], q.linked_entity, self.kb, q.entity)
             if pq is not None:
+                if pq.entity != q.linked_entity:  # the relation's X, not the term stage 1 resolved
+                    queries[i] = replace(q, linked_entity=pq.entity, link_method="premise")
                 knowledge = premise_knowledge(self.kb, pq)
                 retrieved[i] = (knowledge, None) if knowledge else ({}, NO_KNOWLEDGE)
                 out[i] = pq
