@@ -14,6 +14,7 @@ import pytest
 
 from ktune.serve.worker import InferenceWorker
 from tests.conftest import FIXTURES
+from tests.serve.worker_events import collect as _result
 
 pytestmark = pytest.mark.slow
 RUN = Path(os.environ.get("KTUNE_SERVE_RUN", Path(__file__).resolve().parents[2] / "runs" / "demo"))
@@ -40,16 +41,6 @@ def _questions() -> list[str]:
     return answerable + [r["question"] for r in rows if r["entity"] is None][:2]
 
 
-async def _result(job):
-    deltas = []
-    while True:
-        kind, payload = await job.events.get()
-        if kind == "delta":
-            deltas.append(payload)
-        elif kind == "done":
-            return payload, deltas
-        elif kind == "error":
-            raise payload
 
 
 def test_real_run_concurrent_mixed_answers_equal_sequential_and_streams_add_up(real_qa):

@@ -7,18 +7,7 @@ import pytest
 
 from ktune.serve.worker import Cancelled, InferenceWorker, ShuttingDown
 from tests.serve.conftest import trained_questions
-
-
-async def _result(job):
-    deltas = []
-    while True:
-        kind, payload = await job.events.get()
-        if kind == "delta":
-            deltas.append(payload)
-        elif kind == "done":
-            return payload, deltas
-        elif kind == "error":
-            raise payload
+from tests.serve.worker_events import collect as _result
 
 
 def _key(result):
