@@ -247,8 +247,9 @@ class InferenceWorker:
                 job.emit("lookup", answer)
                 answering.append((job, answer))
             else:
-                job.emit("done", self._result(job, answer, started, len(jobs), None))
-                self.served += 1
+                result = self._result(job, answer, started, len(jobs), None)
+                self.served += 1  # counted before the client can see it (a reader must never see it missing)
+                job.emit("done", result)
         answering = [(j, a) for j, a in answering if not self._drop(j)]
         if not answering:
             return
@@ -277,8 +278,9 @@ class InferenceWorker:
                     log.warning("streamed text is not a prefix of the final answer for %r", job.question)
                 elif rest:
                     job.emit("delta", rest)
-            job.emit("done", self._result(job, answer, started, len(jobs), rows.get(i)))
+            result = self._result(job, answer, started, len(jobs), rows.get(i))
             self.served += 1
+            job.emit("done", result)
 
     def _drop(self, job: Job) -> bool:
         reason = job.stop_reason(False)
