@@ -4,8 +4,8 @@ Tiers, tried in order (deterministic; ties broken by containment, the shorter na
 then by name):
   exact (1.0) > alias (0.95, via 别称/通用名/... and the lay-name list lay_names.json: 心梗 -> 心肌梗死)
   > normalized name (0.93: full/half width, case, spaces) > generic name -> products (0.9)
-  > normalized alias (0.88) > variant (0.86: the same name up to a 病/症/综合征/感染 suffix, 性, or how a type
-  number is written: 手足口 -> 手足口病, 过敏鼻炎 -> 过敏性鼻炎, 2型糖尿病 -> II型糖尿病)
+  > normalized alias (0.88) > variant (0.86: the same name up to a 病/症/综合征/感染 suffix, 性, 疼/痛, or how a
+  type number is written: 手足口 -> 手足口病, 过敏鼻炎 -> 过敏性鼻炎, 2型糖尿病 -> II型糖尿病)
   > modifier (0.84: a KB name after removing who / how severe / when words around it: 轻度脂肪肝 -> 脂肪肝,
   孕妇贫血 -> 贫血) > pinyin homophone (0.8)
   > fuzzy (0.68-0.8: edit distance over character bigram and skip-bigram candidates, a bonus when the
@@ -104,8 +104,11 @@ def _grams(s: str) -> set[str]:
 
 
 class EntityLinker:
-    def __init__(self, names: list[str], aliases: list[tuple[str, str, str]], richness: dict[str, int]):
+    def __init__(self, names: list[str], aliases: list[tuple[str, str, str]], richness: dict[str, int],
+                 same: list[tuple[str, str]] = ()):
         self.names = set(names)
+        self._same = list(same)  # (name, name) pairs stated equal outside the KB's alias rows (the lay-name list)
+        self._equivalents: dict[str, list[tuple[str, str]]] | None = None
         self.richness = richness
         self.by_norm: dict[str, set[str]] = defaultdict(set)
         for n in names:
@@ -126,10 +129,12 @@ class EntityLinker:
     def from_store(cls, store, lay_names: Path | None = LAY_NAMES_PATH) -> EntityLinker:
         names = [n for n, _ in store.iter_entities()]
         aliases = list(store.iter_aliases())
+        same: list[tuple[str, str]] = []
         if lay_names is not None:
             taken = {normalize(s) for s, _, p in aliases if p != DERIVED} | set(map(normalize, names))
             aliases += lay_name_aliases(lay_names, set(names), taken)
-        return cls(names, aliases, store.fact_counts())
+            same = lay_name_equivalents(lay_names, set(names))
+        return cls(names, aliases, store.fact_counts(), same)
 
     # --- public -------------------------------------------------------------------------------
     def link(self, text: str, k: int = 5) -> list[Link]:
@@ -174,6 +179,70 @@ class EntityLinker:
             else:
                 i += 1
         return out
+
+    def homophone_mentions(self, text: str, min_len: int = 3) -> list[tuple[int, int, str]]:
+        """KB surfaces written in `text` with a homophone typo (高血呀 -> 高血压, 阿莫西林交囊 -> 阿莫西林胶囊; how a
+        pinyin input method errs): windows of at least `min_len` characters that are no KB surface themselves but
+        read like one, longest first, left to right, no overlaps; (start, end, surface) over normalize(text)."""
+        norm = normalize(text)
+        if not any(_is_cjk(ch) for ch in norm):
+            return []
+        self._pinyin_match({}, "占位", "")  # builds the index
+        keys = [self._py.key(ch) for ch in norm]
+        out, i = [], 0
+        while i < len(norm):
+            for j in range(min(len(norm), i + self.max_len), i + min_len - 1, -1):
+                window = norm[i:j]
+                if window in self.surfaces or not _is_cjk(window[0]) or not _is_cjk(window[-1]):
+                    continue
+                hits = [s for s in self._pinyin_index.get(" ".join(keys[i:j]), ()) if len(s) == len(window)]
+                if len(hits) == 1:  # two KB names read alike: no guess
+                    out.append((i, j, hits[0]))
+                    i = j
+                    break
+            else:
+                i += 1
+        return out
+
+    def equivalents(self, entity: str) -> list[tuple[str, str]]:
+        """Other KB entries for the same condition or drug as `entity`, richest first, each with how that is known:
+        "alias" (one entry's alias or synonym row is the other's name: 老花眼 又称 老视), "variant" (the names differ
+        only as the variant tier allows: 帕金森症 / 帕金森病, 偏头疼 / 偏头痛) or "lay_name" (the lay-name list
+        maps a name the KB has as its own thin entry onto the clinical one: 脑梗 -> 脑梗死). CMeKG holds such
+        duplicates with different facts; a name that merely contains another (肝 / 肝癌) is never one."""
+        if self._equivalents is None:
+            self._equivalents = self._build_equivalents()
+        return self._equivalents.get(entity, [])
+
+    def _build_equivalents(self) -> dict[str, list[tuple[str, str]]]:
+        pairs: dict[tuple[str, str], str] = {}
+
+        def add(a: str, b: str, how: str) -> None:
+            if a != b:
+                pairs.setdefault((a, b), how)
+                pairs.setdefault((b, a), how)
+
+        for surface, rows in self.by_alias_norm.items():
+            for other in self.by_norm.get(surface, ()):
+                for e, pred in rows:
+                    if pred not in (DERIVED, LAY_NAME):
+                        add(e, other, "alias")
+        loose: dict[str, list[str]] = defaultdict(list)
+        for n in sorted(self.names):
+            if len(key := loose_key(normalize(n))) >= 2:
+                loose[key].append(n)
+        for group in loose.values():
+            for a in group:
+                for b in group:
+                    add(a, b, "variant")
+        for a, b in self._same:
+            add(a, b, LAY_NAME)
+        out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for (a, b), how in sorted(pairs.items()):
+            out[a].append((b, how))
+        for a in out:
+            out[a].sort(key=lambda x: (-self.richness.get(x[0], 0), x[0]))
+        return dict(out)
 
     def _rank_key(self, x: Link):
         # Within a tier prefer names that contain the surface (二甲双胍 -> 盐酸二甲双胍片, not the brand 亿恒),
@@ -275,13 +344,31 @@ class EntityLinker:
 
 
 def loose_key(norm: str) -> str:
-    """A normalized surface without 性, with one way to write type numbers, and without a trailing
+    """A normalized surface without 性, 疼 written 痛, with one way to write type numbers, and without a trailing
     病/症/综合征/感染 (kept when nothing else is left)."""
-    key = _NUMBERED.sub(lambda m: _NUMERALS[m.group(1)], norm.replace("性", ""))
+    key = _NUMBERED.sub(lambda m: _NUMERALS[m.group(1)], norm.replace("性", "").replace("疼", "痛"))
     for suffix in _LOOSE_SUFFIXES:
         if key.endswith(suffix) and len(key) - len(suffix) >= 2:
             return key[: -len(suffix)]
     return key
+
+
+# Numbers, sizes, ages, durations and sides written around a name in a patient's description (左肾结石0.6cm, 八十多).
+_FRAME = re.compile(r"[0-9a-z]+|[一二三四五六七八九十百千万两半几多余]+|个月|厘米|毫米|公分|岁|天|年|周|次|左侧|右侧|双侧|"
+                    r"单侧|两侧|左|右|双|了")
+
+
+def frame_only(norm: str) -> bool:
+    """`norm` (normalized) holds nothing but numbers, sizes, ages, sides and modifier words: no content of its own."""
+    rest = _FRAME.sub("", norm)
+    while rest:
+        for m in _MODIFIER_PREFIXES + _MODIFIER_SUFFIXES:
+            if rest.startswith(m):
+                rest = rest[len(m):]
+                break
+        else:
+            return False
+    return True
 
 
 def strip_modifiers(norm: str) -> str:
@@ -300,7 +387,15 @@ def strip_modifiers(norm: str) -> str:
     return norm
 
 
+def _lay_names(path: Path) -> dict[str, str]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))["names"]
+
+
 def lay_name_aliases(path: Path, names: set[str], taken: set[str]) -> list[tuple[str, str, str]]:
     """(surface, entity, "lay_name") rows from the lay-name list, for targets the KB has and surfaces it does not."""
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))["names"]
-    return [(s, e, LAY_NAME) for s, e in sorted(raw.items()) if e in names and normalize(s) not in taken]
+    return [(s, e, LAY_NAME) for s, e in sorted(_lay_names(path).items()) if e in names and normalize(s) not in taken]
+
+
+def lay_name_equivalents(path: Path, names: set[str]) -> list[tuple[str, str]]:
+    """(surface, entity) pairs of the lay-name list where the KB has both as entries of their own (脑梗 / 脑梗死)."""
+    return [(s, e) for s, e in sorted(_lay_names(path).items()) if e in names and s in names]
