@@ -114,3 +114,109 @@ def test_a_generic_drug_name_asked_a_field_drugs_never_have_is_refused_not_redec
     assert q.linked_entity is None and q.link_method == "generic_other_kind"
     assert not stage._misses(q)
     assert stage.resolve_free("阿司匹林|不良反应").linked_entity == "阿司匹林肠溶片"
+
+
+@pytest.fixture(scope="module")
+def entries(tmp_path_factory):
+    """Duplicate entries as CMeKG has them: a thin 脑梗 next to 脑梗死, 帕金森症 next to 帕金森病, a population entry."""
+    from ktune.kb import KnowledgeBase
+
+    records = [
+        {"中心词": "脑梗", "常见症状": ["偏瘫"], "相关药物": ["阿司匹林"]},
+        {"中心词": "脑梗死", "临床症状及体征": ["偏瘫"], "预防": ["控制血压"], "高危因素": ["高血压"]},
+        {"中心词": "帕金森症", "常见症状": ["震颤"]},
+        {"中心词": "帕金森病", "临床症状及体征": ["震颤"], "病因": ["多巴胺能神经元变性"]},
+        {"中心词": "老花眼", "常见症状": ["视近模糊"], "又称": ["老视"]},
+        {"中心词": "老视", "常见症状": ["视近模糊"], "治疗": ["配镜"]},
+        {"中心词": "肝", "功效": ["补肝"]},
+        {"中心词": "肝癌", "预防": ["接种乙肝疫苗"], "常见症状": ["肝区疼痛"]},
+        {"中心词": "肺炎", "常见症状": ["发热"], "药物治疗": ["抗生素"]},
+        {"中心词": "小儿肺炎", "常见症状": ["呼吸急促"]},
+        {"中心词": "肾结石", "常见症状": ["腰痛"], "治疗": ["体外冲击波碎石"]},
+        {"中心词": "便秘", "常见病因": ["膳食纤维不足"]},
+        {"中心词": "结节", "常见症状": ["肿块"]},
+        {"中心词": "高血压", "就诊科室": ["心内科"]},
+    ]
+    root = tmp_path_factory.mktemp("entries")
+    src = root / "kb.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    kb = KnowledgeBase.open(root / "kb.sqlite", create=True)
+    kb.import_file(src)
+    lay = root / "lay.json"
+    lay.write_text(json.dumps({"names": {"脑梗": "脑梗死"}}, ensure_ascii=False), "utf-8")
+    from ktune.kb.linker import EntityLinker
+
+    kb.__dict__["linker"] = EntityLinker.from_store(kb.store, lay)
+    yield QueryStage(None, kb, PromptFormat(), PipelineConfig())
+    kb.close()
+
+
+@pytest.mark.parametrize(
+    "question,query,entity,how",
+    [
+        ("脑梗怎么预防", ("脑梗", "预防", "脑梗"), "脑梗死", "equivalent:lay_name"),
+        ("帕金森症是什么原因引起的", ("帕金森症", "病因", "帕金森症"), "帕金森病", "equivalent:variant"),
+        ("老花眼能治吗", ("老花眼", "治疗方案", "老花眼"), "老视", "equivalent:alias"),
+        ("小孩肺炎有什么症状", ("肺炎", "临床表现", "肺炎"), "小儿肺炎", "population"),
+    ],
+)
+def test_the_entry_that_answers_is_an_equivalent_or_the_populations_own(entries, question, query, entity, how):
+    q = entries.answering_entry(question, Query(*query, 1.0, "exact"))
+    assert q.linked_entity == entity and q.link_method == f"exact+{how}"
+    assert q.entity == query[0] and q.attribute == query[1]  # what the model generated is kept
+
+
+@pytest.mark.parametrize(
+    "question,query",
+    [
+        ("脑梗有什么症状", ("脑梗", "临床表现", "脑梗")),  # the entry has the field: kept
+        ("肝怎么预防", ("肝", "预防", "肝")),  # 肝癌 contains 肝 but is another entry: never an equivalent
+        ("小孩肺炎吃什么药", ("肺炎", "药物治疗", "肺炎")),  # the population entry lacks the field: the general one
+        ("老人肾结石怎么治", ("肾结石", "治疗方案", "肾结石")),  # no 老年肾结石 entry
+    ],
+)
+def test_an_entry_that_answers_is_kept(entries, question, query):
+    q = Query(*query, 1.0, "exact")
+    assert entries.answering_entry(question, q) == q
+
+
+@pytest.mark.parametrize(
+    "question,span,entity",
+    [
+        ("体检查出左肾结石0.6cm，不疼，需要怎么处理", "左肾结石0.6cm", "肾结石"),
+        ("老人八十多了，经常三四天不大便，便秘是什么原因", "八十多，便秘", "便秘"),
+        ("乳腺结节怎么办", "乳腺结节", None),  # 乳腺 is content, not a frame: a term the KB lacks stays refused
+        ("甲状腺结节严重吗", "甲状腺结节", None),
+    ],
+)
+def test_a_kb_name_framed_by_numbers_sides_or_modifiers_is_queried(entries, question, span, entity):
+    q = entries.framed_mention(question, Query(span, "病因", None, raw=f"{span}|病因"))
+    assert q.linked_entity == entity
+    if entity:
+        assert q.attribute == "病因" and q.link_method.startswith("framed:")
+
+
+def test_a_homophone_typo_of_a_kb_name_is_a_mention(entries):
+    assert entries.kb.linker.homophone_mentions("高血呀挂什么科") == [(0, 3, "高血压")]
+    assert entries.kb.linker.homophone_mentions("高血压挂什么科") == []  # written right: an exact mention
+    assert entries.named_entity("高血呀挂什么科") == "高血压"
+    assert entries.named_entity("肝血压挂什么科") is None  # no KB name reads like it
+
+
+def test_a_generic_name_in_the_question_lets_another_product_answer_a_field_this_one_lacks(tmp_path):
+    from ktune.kb import KnowledgeBase
+
+    records = [
+        {"中心词": "布洛芬片", "通用名": ["布洛芬"], "不良反应": ["恶心"]},
+        {"中心词": "布洛芬缓释胶囊", "通用名": ["布洛芬"], "用法用量": ["一次1粒，一日2次"]},
+    ]
+    src = tmp_path / "kb.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    kb = KnowledgeBase.open(tmp_path / "kb.sqlite", create=True)
+    kb.import_file(src)
+    stage = QueryStage(None, kb, PromptFormat(), PipelineConfig())
+    q = stage.answering_entry("布洛芬一次吃几粒？", Query("布洛芬片", "用法用量", "布洛芬片", 1.0, "exact"))
+    assert q.linked_entity == "布洛芬缓释胶囊" and q.link_method == "exact+generic"
+    named = Query("布洛芬片", "用法用量", "布洛芬片", 1.0, "exact")  # the product itself is asked: refused, not swapped
+    assert stage.answering_entry("布洛芬片一次吃几片？", named) == named
+    kb.close()

@@ -60,6 +60,10 @@ class PipelineConfig:
     # `无` for a question that names a KB condition/drug as a standalone word: query that entity (the model writes
     # the attribute after it)
     mention_fallback: bool = True
+    # the entry that answers: a population word before the name leads to that population's own entry (小孩 + 肺炎 ->
+    # 小儿肺炎), and an entry with nothing for the asked intent gives way to an equivalent one the KB or the lay-name
+    # list states is the same condition (脑梗 -> 脑梗死, 帕金森症 -> 帕金森病; ktune.kb.linker.EntityLinker.equivalents)
+    entry_rules: bool = True
     # the claim check (ktune.pipeline.claims): answer sentences that state anything the knowledge does not are
     # dropped, premise questions ("X可以治疗Y吗") are decided from the KB; False = the model's text as written
     claim_check: bool = True

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from rapidfuzz import process as fuzz_process
 
-from ktune.kb.linker import normalize
+from ktune.errors import UnknownAttributeError
+from ktune.kb.aliases import DERIVED
+from ktune.kb.linker import frame_only, normalize
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Beam, Decoder
 from ktune.pipeline.trie import QueryGrammar
@@ -29,22 +31,24 @@ EVIDENCE_LINKS = SURE_LINKS + ("pinyin",)
 # appearing in the question + agreement with the free attribute.
 W_LINK, W_MENTION, W_ATTR = 1.0, 0.5, 0.5
 NAMED_KINDS = ("disease", "drug", "herb", "formula")
-# A mention stands alone unless a single character glued to it makes a longer term (上 + 腹痛 = 上腹痛): single
-# characters that only frame a name (我妈有|高血压, 宝宝长|针眼, 得了|痔疮, 针眼|了, 高血压|吃什么) are fine.
-_FRAME_CHARS = set("有得患了的是长犯为出查个种说和与或及跟吃用喝打治看会能要该怎咋吗呢啊吧呀么好老总还又也就都很太")
+POPULATION_WINDOW = 6  # characters before a name searched for a population word (一岁宝宝 + 拉肚子)
+# A mention stands alone unless a longer word holds it (上腹痛) or a single character glued to it makes a longer term
+# (上 + 腹痛): single characters that only frame a name (我妈有|高血压, 宝宝长|针眼, 得了|痔疮, 针眼|了, 高血压|吃什么,
+# 高血压|挂什么科) are fine.
+_FRAME_CHARS = set("有得患了的是长犯为出查个种说和与或及跟吃用喝打治看会能要该怎咋吗呢啊吧呀么好老总还又也就都很太挂")
 
 
 def standalone(norm: str, start: int, end: int) -> bool:
-    """norm[start:end] is a word of its own: it starts and ends on jieba word boundaries of the question and is
-    not extended by a single content character on either side."""
+    """norm[start:end] is a word of its own: no jieba word of the question holds it and more (上腹痛 holds 腹痛), and
+    the words next to it, segmented on each side of it, glue no single content character to it. A name jieba does
+    not know is still found (甲减 in 甲减要做哪些检查, where jieba cuts 甲|减要)."""
     import jieba
 
-    tokens = list(jieba.tokenize(norm))
-    starts = {s: w for w, s, _ in tokens}
-    ends = {e: w for w, _, e in tokens}
-    if start not in starts or end not in ends:
+    if any(s <= start and end <= e and e - s > end - start for _, s, e in jieba.tokenize(norm)):
         return False
-    neighbours = (ends.get(start) if start > 0 else None, starts.get(end))
+    left = list(jieba.tokenize(norm[:start])) if start > 0 else []
+    right = list(jieba.tokenize(norm[end:])) if end < len(norm) else []
+    neighbours = (left[-1][0] if left else None, right[0][0] if right else None)
     return not any(w is not None and len(w) == 1 and "\u4e00" <= w <= "\u9fff" and w not in _FRAME_CHARS
                    for w in neighbours)
 
@@ -120,7 +124,58 @@ class QueryStage:
             queries = [self.extend_to_mention(q, query) for q, query in zip(questions, queries, strict=True)]
         if self.config.mention_fallback:
             queries = self.named_entity_fallback(questions, queries)
+            queries = [self.framed_mention(q, query) for q, query in zip(questions, queries, strict=True)]
+        if self.config.entry_rules:
+            queries = [self.answering_entry(q, query) for q, query in zip(questions, queries, strict=True)]
         return queries
+
+    def answering_entry(self, question: str, query: Query) -> Query:
+        """The KB entry that answers the resolved query: the population's own entry when the question puts a
+        population word right before the name (一岁宝宝拉肚子 -> 小儿腹泻, if that entry has the asked intent), else
+        the entry itself, or, when it has nothing for the intent, the richest equivalent entry that has (脑梗|预防 ->
+        脑梗死: CMeKG keeps 脑梗 as a thin entry of its own). The entity kind never changes."""
+        entity, attr = query.linked_entity, query.attribute
+        if entity is None or attr is None:
+            return query
+        kind = self.kb.kind(entity)
+        norm = normalize(question)
+        for surface in (normalize(query.entity or ""), normalize(entity)):
+            at = norm.find(surface) if surface else -1
+            if at > 0:
+                own = self.kb.linker.population_entry(norm[max(0, at - POPULATION_WINDOW):at], surface)
+                if own and own != entity and self.kb.kind(own) == kind and self._answers(own, attr):
+                    return self._moved(query, own, "population")
+                break
+        if self._answers(entity, attr):
+            return query
+        for other, how in self.kb.linker.equivalents(entity):
+            if self.kb.kind(other) == kind and self._answers(other, attr):
+                return self._moved(query, other, f"equivalent:{how}")
+        if entity not in norm:  # the question names only the generic name: any product of it is what was asked
+            for other in self._products_named(norm, entity):
+                if self._answers(other, attr):
+                    return self._moved(query, other, "generic")
+        return query
+
+    def _products_named(self, norm: str, entity: str) -> list[str]:
+        """The other products of a generic drug name that the question writes and `entity` is a product of
+        (布洛芬一次吃几粒 with 布洛芬片: 布洛芬缓释胶囊, ...), in the linker's order (plainest name first)."""
+        linker = self.kb.linker
+        for _, _, surface in linker.find_mentions(norm):
+            products = [e for e, pred in linker.by_alias_norm.get(surface, ()) if pred == DERIVED]
+            if entity in products:
+                return [lk.entity for lk in self.kb.link(surface, k=len(products)) if lk.entity != entity]
+        return []
+
+    def _answers(self, entity: str, attribute: str) -> bool:
+        try:
+            return bool(self.kb.acquire_knowledge(entity, attribute, fallback=self.config.attribute_fallback))
+        except UnknownAttributeError:
+            return False
+
+    @staticmethod
+    def _moved(query: Query, entity: str, how: str) -> Query:
+        return Query(query.entity, query.attribute, entity, query.link_score, f"{query.link_method}+{how}", query.raw)
 
     def named_entity_fallback(self, questions: list[str], queries: list[Query]) -> list[Query]:
         """`无` for a question that names a KB condition or drug as a word of its own ("宝宝长针眼了怎么办"): the
@@ -142,6 +197,29 @@ class QueryStage:
                 out[i] = Query(surface, attr, best.entity, best.score, f"named_entity:{best.method}", raw)
         return out
 
+    def framed_mention(self, question: str, query: Query) -> Query:
+        """A generated entity that links to nothing but is one KB name framed by numbers, sizes, sides or modifier
+        words (左肾结石0.6cm -> 肾结石, 八十多，便秘 -> 便秘), the name standing alone in the question: query that name
+        with the attribute the model wrote. Content next to the name (乳腺 + 结节) is no frame: still refused."""
+        if query.linked_entity is not None or not query.entity or query.link_method == OTHER_KIND:
+            return query
+        span, norm = normalize(query.entity), normalize(question)
+        hits = []
+        for start, end, surface in self.kb.linker.find_mentions(span):
+            if not (frame_only(span[:start]) and frame_only(span[end:])):
+                continue
+            # the name, or the whole framed span as generated (左 + 肾结石 + 0.6cm), is a word of its own
+            if not any((at := norm.find(text)) >= 0 and standalone(norm, at, at + len(text)) for text in (surface, span)):
+                continue
+            links = [lk for lk in self.kb.link(surface, k=self.config.link_k)
+                     if is_sure(lk.method) and self.kb.kind(lk.entity) in NAMED_KINDS]
+            if links:
+                hits.append((surface, self._pick_link(links, query.attribute)))
+        if len(hits) != 1:
+            return query
+        surface, best = hits[0]
+        return Query(surface, query.attribute, best.entity, best.score, f"framed:{best.method}", query.raw)
+
     def free_attributes(self, questions: list[str], entities: list[str]) -> list[tuple[str | None, str]]:
         """The attribute the model writes after a given `entity|`, decoded freely: it says what the question
         asks even when the entity has no such field (then stage 2 refuses), unlike decoding under the grammar,
@@ -162,7 +240,7 @@ class QueryStage:
         a standalone word, with a population word before it kept (宝宝 + 拉肚子 -> 小儿腹泻), if exactly one."""
         found = set()
         norm = normalize(question)
-        for start, end, surface in self.kb.linker.find_mentions(question):
+        for start, end, surface in self.mentions(question):
             if not standalone(norm, start, end):
                 continue
             links = [lk for lk in self.kb.link(surface, k=self.config.link_k)
@@ -171,6 +249,13 @@ class QueryStage:
                 own = self.kb.linker.population_entry(norm[max(0, start - 4):start], surface)
                 found.add(own or surface)
         return found.pop() if len(found) == 1 else None
+
+    def mentions(self, question: str) -> list[tuple[int, int, str]]:
+        """KB surfaces the question writes, exactly or with a homophone typo (高血呀), over normalize(question)."""
+        exact = self.kb.linker.find_mentions(question)
+        taken = {i for s, e, _ in exact for i in range(s, e)}
+        typos = [m for m in self.kb.linker.homophone_mentions(question) if not taken & set(range(m[0], m[1]))]
+        return sorted(exact + typos)
 
     def _decode(self, questions: list[str], mode: str) -> list[Query]:
         prompts = [self.fmt.query_prompt(q) for q in questions]
@@ -202,7 +287,7 @@ class QueryStage:
         if query.entity is None:
             return query
         surface = normalize(query.entity)
-        longer = [m for _, _, m in self.kb.linker.find_mentions(question) if surface in m and m != surface]
+        longer = [m for _, _, m in self.mentions(question) if surface in m and m != surface]
         if not surface or not longer:
             return query
         links = [lk for lk in self.kb.link(max(longer, key=len), k=self.config.link_k)
