@@ -117,3 +117,41 @@ def test_writes_inside_a_snapshot_are_refused(tmp_path):
         kb.import_file(FIXTURES / "mini_kb.jsonl")
         with kb.snapshot(), pytest.raises(KBError, match="inside a read snapshot"):
             kb.delete("偏头痛")
+
+
+def test_a_grammar_reads_the_kb_only_while_it_is_built(target, tmp_path):
+    """Lazy look-ups after the build (attributes of a surface) answer for the version it was built from."""
+    from ktune.pipeline.trie import QueryGrammar
+    from ktune.prompt import PromptFormat
+
+    class CharTokenizer:  # one token per character
+        def __call__(self, text, add_special_tokens=False):
+            ids = [[ord(c) for c in t] for t in text] if isinstance(text, list) else [ord(c) for c in text]
+            return {"input_ids": ids}
+
+    with KnowledgeBase.open(target, read_only=True) as kb:
+        with kb.snapshot():
+            grammar = QueryGrammar.from_kb(kb, CharTokenizer(), PromptFormat())
+        _import_new(target, tmp_path, [NEW, {"中心词": "偏头痛", "药物治疗": ["布洛芬"]}])
+        with kb.snapshot():
+            assert "药物治疗" in kb.attributes_of("偏头痛")
+            assert "药物治疗" not in grammar.attributes_for_surface("偏头痛")  # the old version's answer
+            assert grammar.entities_of("失眠症") == ()
+
+
+def test_encode_texts_tokenises_each_text_once_per_tokenizer():
+    from ktune.prompt import encode_texts
+
+    class Counting:
+        def __init__(self):
+            self.seen = []
+
+        def __call__(self, texts, add_special_tokens=False):
+            self.seen += texts
+            return {"input_ids": [[ord(c) for c in t] for t in texts]}
+
+    tok = Counting()
+    assert encode_texts(tok, ["ab", "c"]) == [(97, 98), (99,)]
+    assert encode_texts(tok, ["c", "d", "ab"]) == [(99,), (100,), (97, 98)]
+    assert sorted(tok.seen) == ["ab", "c", "d"]
+    assert encode_texts(Counting(), ["ab"]) == [(97, 98)]  # another tokenizer: its own memo

@@ -136,6 +136,14 @@ class KnowledgeTunedQA:
         each `complete` runs in one; a server runs a whole request batch (lookup and answer) in one."""
         return self.kb.snapshot()
 
+    def warm(self) -> None:
+        """Build this KB version's indexes now (linker, stage-1 grammar and head), not in the first request."""
+        with self.snapshot():
+            self.kb.linker  # noqa: B018
+            if self.config.query_mode != "free":
+                self.query_stage.grammar  # noqa: B018
+            self.query_stage.head  # noqa: B018
+
     # --- public -------------------------------------------------------------------------------
     def ask(self, question: str, with_answer: bool = True) -> Answer:
         return self.ask_batch([question], with_answer=with_answer)[0]

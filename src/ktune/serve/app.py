@@ -101,7 +101,7 @@ def create_app(qa, settings: ServeSettings | None = None, worker: InferenceWorke
     worker = worker or InferenceWorker(qa, max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
                                        request_timeout_s=settings.request_timeout_s)
     kb = qa.kb
-    kb.linker  # noqa: B018 -- built now, not by the first request racing the worker thread for it
+    qa.warm()  # the KB's indexes are built now, not by the first request (and again after each KB import)
 
     @asynccontextmanager
     async def lifespan(app):
