@@ -6,8 +6,13 @@ concurrent clients. Every concurrent answer is compared with the sequential one 
 (query, linked entity, knowledge, answer text). With answers on it also streams single-client requests and
 reports the time to the first answer text (`/v1/ask` with `stream: true`, first `delta` event).
 
+`--workers 1,2` runs the whole bench once per worker-process count (`ktune serve --workers N`, one run, one
+table) so N processes can be compared with 1 on this machine; `--threads` is then the torch threads of each
+process (default: the physical cores divided among the processes).
+
     python bench/serve.py --run runs/demo --questions tests/fixtures/human_questions.jsonl
     python bench/serve.py --tiny bench/out/serve-tiny      # a tiny run trained here in seconds (as in the tests)
+    python bench/serve.py --tiny bench/out/serve-tiny --workers 1,2 --answers off --clients 16,64
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args) -> tuple[subprocess.Popen, str, list[str]]:
+def start_server(args, workers: int = 1) -> tuple[subprocess.Popen, str, list[str]]:
     port = free_port()
+    threads = args.threads or max(1, physical_cores() // workers)
     cmd = [sys.executable, "-m", "ktune", "-q", "serve", "--run", args.run, "--port", str(port),
-           "--threads", str(args.threads), "--max-queue", "4096", "--request-timeout", "600"]
+           "--threads", str(threads), "--max-queue", "4096", "--request-timeout", "600", "--workers", str(workers)]
     if args.kb:
         cmd += ["--kb", args.kb]
     if args.batch_size:
@@ -48,14 +54,19 @@ def start_server(args) -> tuple[subprocess.Popen, str, list[str]]:
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
+    pids: set[int] = set()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             sys.exit("server exited:\n" + "".join(lines))
         try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                return proc, base, lines
+            r = httpx.get(base + "/health", timeout=1)
+            if r.status_code == 200:
+                pids.add(r.json()["pid"])
+                if len(pids) >= workers:  # every worker process answers (each loaded its model)
+                    return proc, base, lines
         except httpx.HTTPError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.2)
     proc.kill()
     sys.exit("server did not start")
 
@@ -143,6 +154,12 @@ async def first_text(base, questions, n) -> list[float]:
     return out
 
 
+def physical_cores() -> int:
+    from ktune.threads import physical_cores as cores
+
+    return cores()
+
+
 async def bench(args, base) -> list[dict]:
     questions = read_questions(args.questions, args.n_questions)
     await level(base, questions[:2], False, 1, 2)  # warm-up: the stage-1 head and grammar are built on first use
@@ -165,16 +182,20 @@ async def bench(args, base) -> list[dict]:
 
 
 def table(rows) -> str:
-    out = ["| answers | load | requests | req/s | x sequential | p50 s | p95 s | errors | different answers |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| workers | answers | load | requests | req/s | x sequential | x 1 worker | p50 s | p95 s | errors | different answers |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    one = {(r["answers"], r["mode"]): r["rps"] for r in rows if r["workers"] == 1 and "rps" in r}
     for r in rows:
         if "first_text_p50" in r:
-            out.append(f"| on | {r['mode']} | {r['requests']} | first answer text p50 {r['first_text_p50']:.2f} s, "
-                       f"p95 {r['first_text_p95']:.2f} s | | | | | |")
+            out.append(f"| {r['workers']} | on | {r['mode']} | {r['requests']} | first answer text p50 "
+                       f"{r['first_text_p50']:.2f} s, p95 {r['first_text_p95']:.2f} s | | | | | | |")
             continue
         ratio = f"{r['vs_sequential']:.2f}" if "vs_sequential" in r else "1.00"
-        out.append(f"| {'on' if r['answers'] else 'off'} | {r['mode']} | {r['requests']} | {r['rps']:.2f} | {ratio} | "
-                   f"{r['p50']:.2f} | {r['p95']:.2f} | {r['errors']} | {r['mismatches']} |")
+        base = one.get((r["answers"], r["mode"]))
+        vs_one = f"{r['rps'] / base:.2f}" if base else ""
+        out.append(f"| {r['workers']} | {'on' if r['answers'] else 'off'} | {r['mode']} | {r['requests']} | "
+                   f"{r['rps']:.2f} | {ratio} | {vs_one} | {r['p50']:.2f} | {r['p95']:.2f} | {r['errors']} | "
+                   f"{r['mismatches']} |")
     return "\n".join(out)
 
 
@@ -189,7 +210,10 @@ def main(argv=None) -> int:
     ap.add_argument("--total", type=int, default=16, help="requests per load level (at least one per client)")
     ap.add_argument("--answers", default="off,on", help="off (stages 1-2 only), on (full answers), or both")
     ap.add_argument("--ttft", type=int, default=8, help="streamed single-client requests for the first-text latency")
-    ap.add_argument("--threads", type=int, default=2, help="server torch threads")
+    ap.add_argument("--threads", type=int, help="torch threads of each server process (default: the physical cores "
+                    "divided among the worker processes)")
+    ap.add_argument("--workers", default="1", type=lambda s: [int(x) for x in s.split(",")],
+                    help="worker-process counts to compare, e.g. 1,2 (`ktune serve --workers N`, one server each)")
     ap.add_argument("--batch-size", type=int, help="the worker's largest batch (default: the pipeline's, 16)")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args(argv)
@@ -197,14 +221,17 @@ def main(argv=None) -> int:
         args.run, args.kb, args.questions = tiny_run(Path(args.tiny))
     elif not args.run:
         ap.error("give --run RUN or --tiny DIR")
-    proc, base, lines = start_server(args)
-    try:
-        rows = asyncio.run(bench(args, base))
-        health = httpx.get(base + "/health", timeout=30).json()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-    print(f"\nrun {args.run}, KB {health['kb_version']}, worker batches {health['batches']}, threads {args.threads}")
+    rows, health = [], {}
+    for workers in args.workers:
+        print(f"--- {workers} worker process(es)", flush=True)
+        proc, base, lines = start_server(args, workers)
+        try:
+            rows += [{"workers": workers, **row} for row in asyncio.run(bench(args, base))]
+            health = httpx.get(base + "/health", timeout=30).json()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    print(f"\nrun {args.run}, KB {health['kb_version']}, threads per process {args.threads or 'cores / workers'}")
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ktune.prompt import PromptFormat, encode_pieces
+from ktune.prompt import PromptFormat, encode_pieces, encode_texts
 
 
 def query_token_ids(kb, tokenizer, fmt: PromptFormat, extra_ids: Iterable[int | None] = ()) -> list[int]:
@@ -30,9 +30,8 @@ def query_token_ids(kb, tokenizer, fmt: PromptFormat, extra_ids: Iterable[int | 
     ids: set[int] = set()
     for piece in (fmt.separator, fmt.stop, fmt.no_query):
         ids.update(encode_pieces(tokenizer, [piece]))
-    for chunk in range(0, len(texts), 4096):
-        for row in tokenizer(texts[chunk:chunk + 4096], add_special_tokens=False)["input_ids"]:
-            ids.update(row)
+    for row in encode_texts(tokenizer, texts):
+        ids.update(row)
     ids.update(special_end_ids(tokenizer))
     ids.update(i for i in extra_ids if i is not None)
     return sorted(ids)

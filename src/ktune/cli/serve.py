@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
+import signal
+import sys
 
-from ktune.cli.ask import add_pipeline_options, load_pipeline, pipeline_config
-from ktune.errors import ConfigError
+from ktune.cli.ask import add_pipeline_options, pipeline_config
+from ktune.errors import ConfigError, KtuneError
 
 log = logging.getLogger("ktune.serve")
 
 LOOPBACK_NAMES = ("localhost",)
+WORKER_ARGS_ENV = "KTUNE_SERVE_WORKER_ARGS"  # the parsed flags, for the worker processes of --workers N
+HEALTHCHECK_S = 10  # a worker process that does not answer the supervisor's ping in this long is restarted (and
+# a dead one is noticed within it)
 
 
 def add_parser(sub) -> None:
@@ -19,10 +25,15 @@ def add_parser(sub) -> None:
         "serve",
         help="serve a run over HTTP: web app, /v1/ask, /v1/predict, OpenAI-compatible /v1/chat/completions",
         description="Loads the run and the KB once; one inference worker micro-batches all requests. "
+        "With --workers N, N processes serve one port, each with its own model and worker. The KB is opened "
+        "read-only; a `ktune kb import` while serving is picked up by the next batch, without restart. "
         "Binding to a non-loopback address requires --api-key (or $KTUNE_API_KEY).",
     )
     add_pipeline_options(p)
     p.add_argument("--batch-size", type=int, help="most questions the worker answers in one model batch (default 16)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="serving processes on the port, each loading its own copy of the model (default 1); "
+                   "--threads auto divides the physical cores among them")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=os.environ.get("KTUNE_API_KEY"),
@@ -64,14 +75,31 @@ def serve_settings(args):
                          max_queue=args.max_queue, shutdown_grace_s=args.shutdown_grace, h2_dir=args.h2)
 
 
+def open_serving_kb(args):
+    """The KB, read-only: serving processes never write it (imports go through `ktune kb import`)."""
+    from ktune.kb import KnowledgeBase
+
+    return KnowledgeBase.open(args.kb, schema=args.schema, read_only=True)
+
+
+def load_serving_pipeline(args, config):
+    from ktune.pipeline import KnowledgeTunedQA
+
+    return KnowledgeTunedQA.from_pretrained(args.run, kb=open_serving_kb(args), config=config)
+
+
 def run(args) -> int:
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1:
+        return run_workers(args)
     import uvicorn
 
     from ktune.serve.app import create_app
 
     settings = serve_settings(args)  # bad flags fail before the slow model load
     config = pipeline_config(args)  # --threads among them: from_pretrained sets torch's threads
-    qa = load_pipeline(args, config)
+    qa = load_serving_pipeline(args, config)
     app = create_app(qa, settings)
     worker = app.state.worker
 
@@ -87,3 +115,78 @@ def run(args) -> int:
                                    timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 2))
     server.run()
     return 0
+
+
+# --- --workers N ---------------------------------------------------------------------------------
+# uvicorn's supervisor: this process binds the port and starts N worker processes (spawned, not forked: each
+# imports torch and loads the model itself, so no process inherits another's threads or model); it restarts a
+# worker that dies, stops all when one fails to start, and passes SIGTERM / SIGINT on. Each worker process is
+# today's single server: its own model, inference worker thread and KB connections.
+def run_workers(args) -> int:
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from ktune.threads import parse_threads, resolve_threads
+
+    settings = serve_settings(args)
+    pipeline_config(args)  # bad pipeline flags fail here, once, not in every worker
+    with open_serving_kb(args) as kb:  # a missing or unreadable KB too
+        version = kb.version
+    if not isinstance(parse_threads(args.threads), int):
+        args.threads = str(resolve_threads(args.threads, processes=args.workers))
+    flags = {k: v for k, v in vars(args).items() if k != "func"}
+    os.environ[WORKER_ARGS_ENV] = json.dumps(flags)  # inherited by the spawned workers
+    config = uvicorn.Config("ktune.cli.serve:worker_app", factory=True, host=args.host, port=args.port,
+                            workers=args.workers, log_config=None, access_log=False,
+                            timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 2,
+                            timeout_worker_healthcheck=HEALTHCHECK_S)
+    log.info("serving %s (KB version %s) on http://%s:%d with %d worker processes, %s torch threads each%s",
+             args.run, version, args.host, args.port, args.workers, args.threads,
+             "" if settings.api_key else ", without an API key")
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    failed = [p.pid for p in supervisor.processes if p.exitcode == STARTUP_FAILURE]
+    if failed:
+        log.error("worker process(es) %s failed to start (see their log above); the server stopped", failed)
+        return 1
+    return 0
+
+
+def worker_app():
+    """One worker process of `--workers N` (a uvicorn app factory): load the pipeline, return the app."""
+    import argparse
+
+    from uvicorn.config import STARTUP_FAILURE
+
+    from ktune.serve.app import create_app
+
+    args = argparse.Namespace(**json.loads(os.environ[WORKER_ARGS_ENV]))
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        settings = serve_settings(args)
+        qa = load_serving_pipeline(args, pipeline_config(args))
+        app = create_app(qa, settings)
+    except Exception as exc:  # the same failure would repeat on every restart: stop the server instead
+        log.error("worker process %d could not start: %s: %s", os.getpid(), type(exc).__name__, exc,
+                  exc_info=not isinstance(exc, KtuneError))
+        sys.exit(STARTUP_FAILURE)
+    _fail_queued_on_signal(app.state.worker, settings.shutdown_grace_s)
+    log.info("worker process %d ready: %s, KB version %s", os.getpid(), args.run, qa.kb_version)
+    return app
+
+
+def _fail_queued_on_signal(worker, grace_s: float) -> None:
+    """As the single server does: on SIGTERM / SIGINT queued requests get 503 at once and the running batch
+    has `grace_s`, then uvicorn's own handler (installed before the factory runs) shuts the server down."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        uvicorn_handler = signal.getsignal(sig)
+        if not callable(uvicorn_handler):
+            continue
+
+        def handler(signum, frame, then=uvicorn_handler):
+            worker.shutdown(grace_s)
+            then(signum, frame)
+
+        signal.signal(sig, handler)

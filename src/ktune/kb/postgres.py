@@ -18,7 +18,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ktune.errors import KBError
-from ktune.kb.store import EMPTY_VERSION, _now
+from ktune.kb.store import EMPTY_VERSION, READ_ONLY_FIX, SnapshotReads, _now
 
 LOCK_KEY = 0x6B74756E  # "ktun": advisory lock serialising writers and migrations within one database
 _KB_TABLES = {"meta", "entities", "facts", "aliases"}
@@ -56,8 +56,12 @@ def redact(url: str) -> str:
     return re.sub(r"^(postgres(?:ql)?://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
-class PostgresStore:
-    """PostgreSQL backend. Readers see the last committed import (MVCC); one writer at a time."""
+class PostgresStore(SnapshotReads):
+    """PostgreSQL backend. Readers see the last committed import (MVCC); one writer at a time. A snapshot is
+    one REPEATABLE READ, READ ONLY transaction on a pooled reader connection.
+
+    `read_only`: a session that cannot write (default_transaction_read_only; serving processes); the
+    tables must be migrated already (any writable open, e.g. `ktune kb import`, migrates them)."""
 
     def __init__(
         self,
@@ -66,20 +70,23 @@ class PostgresStore:
         create: bool = True,
         migrations: list[tuple[str, str]] | None = None,
         busy_timeout: float = 30.0,
+        read_only: bool = False,
     ):
         self.url, self.path = url, redact(url)
         self.busy_timeout = busy_timeout
-        try:
-            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            reason = " ".join(str(exc).split())
-            raise KBError(f"cannot connect to PostgreSQL at {self.path} ({reason}); {_START_FIX}") from exc
+        self.read_only = read_only
+        self._init_snapshots()
+        self._conn = self._connect()
         self._cursor_ids = itertools.count()
         self._writing = False
         self._reset_pending()
+        migrations = MIGRATIONS if migrations is None else migrations
         try:
-            self._check_is_kb(create)
-            self._migrate(MIGRATIONS if migrations is None else migrations)
+            self._check_is_kb(create and not read_only)
+            if read_only:
+                self._check_migrated(migrations)
+            else:
+                self._migrate(migrations)
         except psycopg.Error as exc:
             self.conn.close()
             raise KBError(
@@ -90,7 +97,38 @@ class PostgresStore:
             self.conn.close()
             raise
 
+    def _connect(self, read_only: bool | None = None) -> psycopg.Connection:
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            if self.read_only if read_only is None else read_only:
+                conn.execute("SET default_transaction_read_only = on")
+            return conn
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split())
+            raise KBError(f"cannot connect to PostgreSQL at {self.path} ({reason}); {_START_FIX}") from exc
+
+    # --- snapshots ----------------------------------------------------------------------------
+    def _open_reader(self) -> psycopg.Connection:
+        return self._connect(read_only=True)
+
+    def _begin_read(self, conn) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")  # the snapshot: the first read's state
+
+    def _end_read(self, conn) -> bool:
+        try:
+            conn.execute("ROLLBACK")
+            return True
+        except psycopg.Error:
+            return False
+
     # --- schema -------------------------------------------------------------------------------
+    def _check_migrated(self, migrations: list[tuple[str, str]]) -> None:
+        applied = set(self.applied_migrations()) if "migrations" in self._tables() else set()
+        missing = [name for name, _ in migrations if name not in applied]
+        if missing:
+            raise KBError(f"{self.path} lacks schema migrations {missing} and is opened read-only; run "
+                          "`ktune kb stats --kb URL` or an import once to migrate it")
+
     def _tables(self) -> set[str]:
         rows = self.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
         return {r[0] for r in rows}
@@ -142,6 +180,10 @@ class PostgresStore:
     @contextmanager
     def transaction(self):
         """All-or-nothing: on any exception (or a dropped connection) the KB is left as it was."""
+        if self.read_only:
+            raise KBError(f"{self.path} is opened read-only; {READ_ONLY_FIX}")
+        if self.in_snapshot:
+            raise KBError(f"{self.path}: a write inside a read snapshot; end the snapshot first")
         if self._writing:
             raise KBError(f"{self.path}: a write transaction is already open on this store; nest no transactions")
         try:
@@ -157,7 +199,8 @@ class PostgresStore:
             raise KBError(f"{self.path}: PostgreSQL error while writing ({_first_line(exc)}); nothing was changed") from exc
 
     def close(self) -> None:
-        self.conn.close()
+        self._close_readers()
+        self._conn.close()
 
     # --- write buffer -------------------------------------------------------------------------
     def _reset_pending(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
@@ -40,6 +41,7 @@ class KnowledgeStore(Protocol):
     def counts(self) -> dict[str, int]: ...
     def content_hash(self) -> str: ...
     def applied_migrations(self) -> list[str]: ...
+    def snapshot(self) -> AbstractContextManager: ...  # this thread's reads see one committed state
     # writes: call inside `with store.transaction():`
     def transaction(self) -> AbstractContextManager: ...
     def clear(self) -> None: ...
@@ -77,10 +79,78 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 _NOT_A_KB_FIX = "pass a KB file made by `ktune kb import`, or a new path to create one"
+READ_ONLY_FIX = "serving processes open the KB read-only; change it with `ktune kb import` (it may run while they serve)"
 
 
-class SQLiteStore:
-    """SQLite backend. Readers never block the single writer (WAL)."""
+class SnapshotReads:
+    """Read snapshots for a store's backends: inside `snapshot()` the calling thread reads through a reader
+    connection of its own, in one read-only transaction, so every read sees the same committed state (an
+    import that commits meanwhile is seen by the next snapshot, never half way). Other threads, and code
+    outside a snapshot, use the store's main connection (each statement sees the last commit).
+
+    Reader connections are pooled: a thread takes one for the length of its snapshot and gives it back."""
+
+    _conn = None  # the main connection (set by the backend)
+
+    def _init_snapshots(self) -> None:
+        self._local = threading.local()
+        self._idle: list = []
+        self._idle_lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def conn(self):
+        """The connection this thread reads through: its snapshot's, else the main one."""
+        return getattr(self._local, "conn", None) or self._conn
+
+    @property
+    def in_snapshot(self) -> bool:
+        return getattr(self._local, "conn", None) is not None
+
+    @contextmanager
+    def snapshot(self):
+        """A consistent view for this thread until the block ends (re-entrant: a nested call joins it)."""
+        if self.in_snapshot:
+            yield self
+            return
+        with self._idle_lock:
+            conn = self._idle.pop() if self._idle else None
+        conn = conn or self._open_reader()
+        healthy = False
+        try:
+            self._begin_read(conn)
+            self._local.conn = conn
+            try:
+                yield self
+            finally:
+                self._local.conn = None
+                healthy = self._end_read(conn)
+        finally:
+            with self._idle_lock:
+                if healthy and not self._closed:
+                    self._idle.append(conn)
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+    def _close_readers(self) -> None:
+        with self._idle_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # backend hooks
+    def _open_reader(self): raise NotImplementedError
+    def _begin_read(self, conn) -> None: raise NotImplementedError
+    def _end_read(self, conn) -> bool: raise NotImplementedError
+
+
+class SQLiteStore(SnapshotReads):
+    """SQLite backend. Readers never block the single writer (WAL); a snapshot is one read transaction.
+
+    `read_only`: opened as an SQLite URI with mode=ro (serving processes): every write fails, the schema
+    must be migrated already (any writable open, e.g. `ktune kb import`, migrates it)."""
 
     def __init__(
         self,
@@ -89,12 +159,53 @@ class SQLiteStore:
         create: bool = True,
         migrations: list[tuple[str, str]] | None = None,
         busy_timeout: float = 30.0,
+        read_only: bool = False,
     ):
         self.path = str(path)
-        self.conn = _connect(self.path, create, busy_timeout)
-        self._migrate(MIGRATIONS if migrations is None else migrations)
+        self.read_only = read_only
+        self.busy_timeout = busy_timeout
+        self._init_snapshots()
+        self._conn = _connect(self.path, create and not read_only, busy_timeout, read_only)
+        migrations = MIGRATIONS if migrations is None else migrations
+        if read_only:
+            self._check_migrated(migrations)
+        else:
+            self._migrate(migrations)
+
+    # --- snapshots ----------------------------------------------------------------------------
+    def _open_reader(self) -> sqlite3.Connection:
+        return _connect(self.path, False, self.busy_timeout, True, check=False)
+
+    def _begin_read(self, conn) -> None:
+        conn.execute("BEGIN")  # deferred: the snapshot is the state at the first read (KnowledgeBase reads meta)
+
+    def _end_read(self, conn) -> bool:
+        try:
+            conn.execute("ROLLBACK")
+            return True
+        except sqlite3.Error:
+            return False
+
+    @contextmanager
+    def snapshot(self):
+        if self.path == ":memory:":  # one connection is the whole database; nothing else can change it
+            yield self
+            return
+        with super().snapshot():
+            yield self
 
     # --- schema -------------------------------------------------------------------------------
+    def _check_migrated(self, migrations: list[tuple[str, str]]) -> None:
+        try:
+            applied = set(self.applied_migrations())
+        except sqlite3.DatabaseError:
+            applied = set()
+        missing = [name for name, _ in migrations if name not in applied]
+        if missing:
+            self._conn.close()
+            raise KBError(f"{self.path} lacks schema migrations {missing} and is opened read-only; open it once "
+                          "writable (`ktune kb stats --kb PATH`) or re-import it to migrate it")
+
     def _migrate(self, migrations: list[tuple[str, str]]) -> None:
         c = self.conn
         c.execute("CREATE TABLE IF NOT EXISTS migrations(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
@@ -115,6 +226,10 @@ class SQLiteStore:
     @contextmanager
     def transaction(self):
         """All-or-nothing: on any exception (or a killed process) the KB is left as it was."""
+        if self.read_only:
+            raise KBError(f"{self.path} is opened read-only; {READ_ONLY_FIX}")
+        if self.in_snapshot:
+            raise KBError(f"{self.path}: a write inside a read snapshot; end the snapshot first")
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -132,7 +247,8 @@ class SQLiteStore:
         self.conn.execute("COMMIT")
 
     def close(self) -> None:
-        self.conn.close()
+        self._close_readers()
+        self._conn.close()
 
     # --- reads --------------------------------------------------------------------------------
     def get_meta(self) -> dict[str, str]:
@@ -291,8 +407,9 @@ def is_url(target) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(target: str | Path, *, create: bool = False) -> KnowledgeStore:
-    """The backend for `target`: PostgresStore for a postgresql:// URL, else SQLiteStore for a file path."""
+def open_store(target: str | Path, *, create: bool = False, read_only: bool = False) -> KnowledgeStore:
+    """The backend for `target`: PostgresStore for a postgresql:// URL, else SQLiteStore for a file path.
+    `read_only`: a store that cannot write (serving processes; imports go through `ktune kb import`)."""
     if is_url(target):
         try:
             from ktune.kb.postgres import PostgresStore
@@ -303,12 +420,29 @@ def open_store(target: str | Path, *, create: bool = False) -> KnowledgeStore:
                 f"a PostgreSQL knowledge base ({target.split('@')[-1]}) needs psycopg 3, which is not installed; "
                 'install it with `pip install -e ".[postgres]"`, or pass an SQLite file path instead'
             ) from exc
-        return PostgresStore(target, create=create)
-    return SQLiteStore(Path(target), create=create)
+        return PostgresStore(target, create=create, read_only=read_only)
+    return SQLiteStore(Path(target), create=create, read_only=read_only)
 
 
-def _connect(path: str, create: bool, busy_timeout: float) -> sqlite3.Connection:
-    """Open (or create) the SQLite file; refuse folders, missing files and databases that are not KBs."""
+def _connect(path: str, create: bool, busy_timeout: float, read_only: bool = False,
+             check: bool = True) -> sqlite3.Connection:
+    """Open (or create) the SQLite file; refuse folders, missing files and databases that are not KBs.
+    `read_only`: an SQLite URI with mode=ro (the file must be a KB in WAL mode, as `ktune kb import` writes it)."""
+    if read_only and path != ":memory:":
+        p = Path(path)
+        if not p.is_file():
+            raise KBError(f"no knowledge base at {p}; create one with `ktune kb import cmekg --kb {p}`")
+        try:
+            conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False, timeout=busy_timeout)
+            if check:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if "migrations" not in tables:
+                    conn.close()
+                    raise KBError(f"{path} is not a ktune knowledge base (no `migrations` table); {_NOT_A_KB_FIX}")
+        except sqlite3.DatabaseError as exc:
+            raise KBError(f"{path} cannot be read as a ktune knowledge base ({exc}); {_NOT_A_KB_FIX}") from exc
+        return conn
     fresh = True
     if path != ":memory:":
         p = Path(path)

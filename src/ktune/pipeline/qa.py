@@ -102,7 +102,6 @@ class KnowledgeTunedQA:
         self.decoder = Decoder(model, tokenizer, self.fmt, draft_ids=draft)
         self.query_stage = QueryStage(self.decoder, kb, self.fmt, self.config, grammar)
         self.answer_stage = AnswerStage(self.decoder, self.fmt, self.config, kb)
-        self.kb_version = kb.version
         if run_info is not None and run_info.kb_version and run_info.kb_version != self.kb_version:
             log.warning(
                 "the run was trained against KB version %s but this KB is version %s: queries may name "
@@ -126,6 +125,24 @@ class KnowledgeTunedQA:
         log.info("pipeline: run %s, base %s, KB %s (version %s), query mode %s",
                  run.path, run.info.base_model, kb.store.path, kb.version, config.query_mode)
         return cls(run.model, run.tokenizer, kb, run.prompt_format, config, run.info)
+
+    @property
+    def kb_version(self) -> str:
+        """The KB version answers are read from: this thread's snapshot's, else the last one seen."""
+        return self.kb.current_version
+
+    def snapshot(self):
+        """One consistent KB version for everything inside (re-entrant): each model batch of `ask_batch` and
+        each `complete` runs in one; a server runs a whole request batch (lookup and answer) in one."""
+        return self.kb.snapshot()
+
+    def warm(self) -> None:
+        """Build this KB version's indexes now (linker, stage-1 grammar and head), not in the first request."""
+        with self.snapshot():
+            self.kb.linker  # noqa: B018
+            if self.config.query_mode != "free":
+                self.query_stage.grammar  # noqa: B018
+            self.query_stage.head  # noqa: B018
 
     # --- public -------------------------------------------------------------------------------
     def ask(self, question: str, with_answer: bool = True) -> Answer:
@@ -153,6 +170,10 @@ class KnowledgeTunedQA:
         those that asked for it. `max_answer_tokens`: a cap per answer (default config.max_answer_tokens).
         `streamer_factory(indices, knowledges)` gets the indices of the answers that are generated and returns
         a transformers streamer for that generation (or None)."""
+        with self.snapshot():
+            return self._complete(answers, max_answer_tokens, streamer_factory)
+
+    def _complete(self, answers, max_answer_tokens, streamer_factory) -> list[Answer]:
         todo = [i for i, a in enumerate(answers) if not a.refused and a.premise is None]
         knowledges = [answers[i].knowledge for i in todo]
         options = {}
@@ -186,6 +207,10 @@ class KnowledgeTunedQA:
 
     # --- one batch ----------------------------------------------------------------------------
     def _batch(self, originals, questions, with_answer, mode) -> list[Answer]:
+        with self.snapshot():  # stages 1-3 of a batch read one KB version, and its answers say which
+            return self._batch_in_snapshot(originals, questions, with_answer, mode)
+
+    def _batch_in_snapshot(self, originals, questions, with_answer, mode) -> list[Answer]:
         n = len(questions)
         t0 = time.perf_counter()
         queries = self.query_stage.run(questions, mode)

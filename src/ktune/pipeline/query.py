@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 
 from rapidfuzz import process as fuzz_process
@@ -79,20 +78,17 @@ class QueryStage:
         self.kb = kb
         self.fmt = prompt_format
         self.config = config
-        self._grammar = grammar
-        self._head: SubsetHead | None = None
+        self._grammar = grammar  # a grammar given by the caller is kept whatever the KB does
         self._query_decoder: Decoder | None = None
-        self._lock = threading.Lock()
 
+    # The head and the grammar are derived from the KB's names: one per KB version (KnowledgeBase.derived),
+    # rebuilt when a snapshot sees a new version (`ktune kb import` while serving), never changed in place.
     @property
     def head(self) -> SubsetHead | None:
-        """The stage-1 subset LM head (config.query_vocab == "kb"), built on first use."""
+        """The stage-1 subset LM head (config.query_vocab == "kb") of this KB version, built on first use."""
         if self.config.query_vocab != "kb" or output_embeddings_owner(self.decoder.model) is None:
             return None
-        with self._lock:  # built once, even when the first questions arrive on several threads
-            if self._head is None:
-                self._head = self._build_head()
-        return self._head
+        return self.kb.derived(self, "query_head", self._build_head)
 
     def _build_head(self) -> SubsetHead:
         owner, name = output_embeddings_owner(self.decoder.model)
@@ -102,9 +98,11 @@ class QueryStage:
 
     @property
     def grammar(self) -> QueryGrammar:
-        if self._grammar is None:
-            self._grammar = QueryGrammar.from_kb(self.kb, self.decoder.tokenizer, self.fmt, self.config.attribute_scope)
-        return self._grammar
+        """The stage-1 grammar (every KB name and alias) of this KB version, built on first use."""
+        if self._grammar is not None:
+            return self._grammar
+        return self.kb.derived(self, "query_grammar", lambda: QueryGrammar.from_kb(
+            self.kb, self.decoder.tokenizer, self.fmt, self.config.attribute_scope))
 
     @property
     def query_decoder(self) -> Decoder:

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ktune.prompt import encode_pieces
+from ktune.prompt import encode_pieces, encode_texts
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,7 @@ def encode_piece(tokenizer, text: str) -> list[int]:
 
 
 def _encode_many(tokenizer, texts: list[str]) -> list[list[int]]:
-    if not texts:
-        return []
-    return [list(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return [list(x) for x in encode_texts(tokenizer, texts)]
 
 
 def _memo(fn: Callable[[str], Iterable[str]]) -> Callable[[str], tuple[str, ...]]:
@@ -117,19 +115,22 @@ class QueryGrammar:
         "kind": also every schema attribute of the entity's kind, so a question about a missing field
         can still be decoded (and refused) instead of being forced onto a field the entity has.
         """
+        # everything is read now, from the caller's snapshot (one query each): the grammar never reads the KB
+        # later, so it stays the grammar of the version it was built from
+        kinds = dict(kb.store.iter_entities())
         surfaces: dict[str, set[str]] = defaultdict(set)
-        for name in kb.entities():
+        for name in kinds:
             surfaces[name].add(name)
         for surface, entity, _pred in kb.store.iter_aliases():
             surfaces[surface].add(entity)
         frozen = {s: tuple(sorted(es)) for s, es in surfaces.items()}
-        attributes_of = kb.attributes_of
-        if attribute_scope == "kind":
+        table = kb.attributes_table()
 
-            def attributes_of(entity: str) -> list[str]:
-                have = kb.attributes_of(entity)
-                kind = kb.kind(entity)
-                return have + [a for a in kb.schema.attributes_for_kind(kind or "other") if a not in have]
+        def attributes_of(entity: str) -> list[str]:
+            have = table.get(entity, [])
+            if attribute_scope != "kind":
+                return have
+            return have + [a for a in kb.schema.attributes_for_kind(kinds.get(entity) or "other") if a not in have]
 
         return cls(
             tokenizer,

@@ -16,6 +16,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -100,7 +101,7 @@ def create_app(qa, settings: ServeSettings | None = None, worker: InferenceWorke
     worker = worker or InferenceWorker(qa, max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
                                        request_timeout_s=settings.request_timeout_s)
     kb = qa.kb
-    kb.linker  # noqa: B018 -- built now, not by the first request racing the worker thread for it
+    qa.warm()  # the KB's indexes are built now, not by the first request (and again after each KB import)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -119,12 +120,13 @@ def create_app(qa, settings: ServeSettings | None = None, worker: InferenceWorke
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)
     about = {"run": settings.run, "model": settings.model_id,
-             "base_model": qa.run_info.base_model if qa.run_info else None, "kb_version": kb.version}
+             "base_model": qa.run_info.base_model if qa.run_info else None}
 
     @app.get("/health")
     async def health():
-        return {"status": "shutting_down" if worker.closing else "ok", **about,
-                "queue_depth": worker.queue_depth, "in_flight": worker.in_flight,
+        # kb_version: the version this process last read (it follows `ktune kb import` without restart)
+        return {"status": "shutting_down" if worker.closing else "ok", **about, "kb_version": kb.current_version,
+                "pid": os.getpid(), "queue_depth": worker.queue_depth, "in_flight": worker.in_flight,
                 "max_batch": worker.max_batch, "batches": worker.batches, "served": worker.served,
                 "auth": settings.api_key is not None}
 
@@ -154,7 +156,8 @@ def _v1_routes(qa, worker: InferenceWorker, settings: ServeSettings, about: dict
     @v1.get("/models")
     async def models():
         return {"object": "list", "data": [{"id": settings.model_id, "object": "model", "created": 0,
-                                            "owned_by": "ktune", "ktune": about}]}
+                                            "owned_by": "ktune",
+                                            "ktune": {**about, "kb_version": kb.current_version}}]}
 
     @v1.post("/ask")
     async def ask(req: AskRequest, request: Request):
@@ -206,22 +209,26 @@ def _kb_routes(v1: APIRouter, qa) -> None:
     """KB look-ups for the browser: link candidates for a name, an entry (or one attribute of it)."""
     kb = qa.kb
 
+    # each look-up reads one KB snapshot (its own reader connection), like a batch of the worker
     @v1.get("/kb/link/{text}")
     def kb_link(text: str, k: int = Query(5, ge=1, le=50)):
         _validate(qa, text, "text")
-        return [link.to_json() for link in kb.link(text, k)]
+        with kb.snapshot():
+            return [link.to_json() for link in kb.link(text, k)]
 
     @v1.get("/kb/{entity}")
     def kb_get(entity: str, attribute: str | None = None):
         _validate(qa, entity, "entity")
-        try:
-            knowledge = kb.acquire_knowledge(entity, attribute) if attribute else ({entity: kb.get(entity)} if kb.has_entity(entity) else {})
-        except KBError as exc:
-            raise APIError(400, str(exc), param="attribute") from exc
-        if not knowledge:
-            raise APIError(404, f"the KB has no entry for {entity}" + (f" / {attribute}" if attribute else ""),
-                           code="not_found")
-        return {"knowledge": knowledge, "kb_version": kb.version, "kind": kb.kind(entity)}
+        with kb.snapshot() as version:
+            try:
+                knowledge = kb.acquire_knowledge(entity, attribute) if attribute else (
+                    {entity: kb.get(entity)} if kb.has_entity(entity) else {})
+            except KBError as exc:
+                raise APIError(400, str(exc), param="attribute") from exc
+            if not knowledge:
+                raise APIError(404, f"the KB has no entry for {entity}" + (f" / {attribute}" if attribute else ""),
+                               code="not_found")
+            return {"knowledge": knowledge, "kb_version": version, "kind": kb.kind(entity)}
 
 
 class RatingRequest(BaseModel):

@@ -239,6 +239,12 @@ class InferenceWorker:
             self.batches += 1
 
     def _answer(self, jobs: list[Job], started: float) -> None:
+        # one KB snapshot for the whole batch, lookup to answer: its answers carry one KB version, and a
+        # `ktune kb import` committing meanwhile is seen by the next batch (its indexes rebuilt, see KnowledgeBase)
+        with self.qa.snapshot():
+            self._answer_in_snapshot(jobs, started)
+
+    def _answer_in_snapshot(self, jobs: list[Job], started: float) -> None:
         qa = self.qa
         looked = qa.ask_batch([j.question for j in jobs], with_answer=False)
         answering = []
