@@ -146,7 +146,7 @@ def entries(tmp_path_factory):
     lay.write_text(json.dumps({"names": {"脑梗": "脑梗死"}}, ensure_ascii=False), "utf-8")
     from ktune.kb.linker import EntityLinker
 
-    kb.__dict__["linker"] = EntityLinker.from_store(kb.store, lay)
+    kb.derived(kb, "linker", lambda: EntityLinker.from_store(kb.store, lay))  # this KB version's linker: this list
     yield QueryStage(None, kb, PromptFormat(), PipelineConfig())
     kb.close()
 
