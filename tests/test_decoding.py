@@ -23,31 +23,54 @@ def lm(request, tmp_path_factory):
     return model, load_tokenizer(path)
 
 
-def test_training_check_decodes_as_before(lm):
+def reference(model, tok, fmt, prompt, max_new_tokens, forced=()):
+    """Greedy decoding the plain way: one prompt, no padding, no cache, argmax until an end or pad token."""
+    import torch
+
     from ktune.decoding import GreedyDecoder
-    from ktune.train.generation import greedy_generate
+
+    rules = GreedyDecoder(model, tok, fmt)
+    ids, out = fmt.encode_prompt(tok, prompt) + list(forced), []
+    with torch.inference_mode():
+        for _ in range(max_new_tokens):
+            t = int(model(input_ids=torch.tensor([ids + out])).logits[0, -1].argmax())
+            if t in rules.end_ids or t == rules.pad_id:
+                break
+            out.append(t)
+    return tok.decode(out, skip_special_tokens=True).split(fmt.stop, 1)[0]
+
+
+def test_batched_greedy_is_the_plain_greedy_of_each_prompt(lm):
+    from ktune.decoding import GreedyDecoder
+
+    model, tok = lm
+    fmt = PromptFormat()
+    prompts = [fmt.query_prompt(q) for q in QUESTIONS] + [fmt.instruction_prompt(q) for q in QUESTIONS[:3]]
+    expected = [reference(model, tok, fmt, p, 20) for p in prompts]
+    assert GreedyDecoder(model, tok, fmt).texts(prompts, 20, batch_size=4) == expected
+
+
+def test_forced_tokens_are_continued_as_if_they_were_part_of_the_prompt(lm):
+    """The oracle-entity system: the gold entity and the separator follow the prompt, the model writes the rest."""
+    from ktune.decoding import GreedyDecoder
+
+    model, tok = lm
+    fmt = PromptFormat()
+    entities = ["急性中耳炎", "感冒", "二甲双胍"]
+    forced = [encode_pieces(tok, [e, fmt.separator]) for e in entities]
+    prompts = [fmt.query_prompt(q) for q in QUESTIONS[:3]]
+    expected = [reference(model, tok, fmt, p, 12, f) for p, f in zip(prompts, forced, strict=True)]
+    assert GreedyDecoder(model, tok, fmt).texts(prompts, 12, forced=forced) == expected
+
+
+def test_the_pipeline_decoder_follows_the_same_rules(lm):
+    """Stage 1's free decoding (generate()) and stage 3's draft-and-verify give the shared decoder's texts."""
+    from ktune.decoding import GreedyDecoder
+    from ktune.pipeline.decode import Decoder
 
     model, tok = lm
     fmt = PromptFormat()
     prompts = [fmt.query_prompt(q) for q in QUESTIONS]
-    old = greedy_generate(model, tok, fmt, prompts, max_new_tokens=24, batch_size=3)
-    assert GreedyDecoder(model, tok, fmt).texts(prompts, 24, batch_size=3) == old
-
-
-def test_eval_systems_decode_as_before(lm):
-    from ktune.decoding import GreedyDecoder
-    from ktune.eval.generation import generate_from_ids, instruction_prompt_ids, oracle_prompt_ids
-
-    model, tok = lm
-    fmt = PromptFormat()
-    entities = ["急性中耳炎", "感冒", "二甲双胍", "阿莫仙", "偏头疼", "黄芪", "发烧"]
-    ids = [oracle_prompt_ids(tok, fmt, q, e) for q, e in zip(QUESTIONS, entities, strict=True)]
-    old = generate_from_ids(model, tok, fmt, ids, max_new_tokens=12, batch_size=4)
-    forced = [encode_pieces(tok, [e, fmt.separator]) for e in entities]
-    new = GreedyDecoder(model, tok, fmt).texts([fmt.query_prompt(q) for q in QUESTIONS], 12, forced=forced,
-                                               batch_size=4)
-    assert new == old
-    ids = [instruction_prompt_ids(tok, fmt, q) for q in QUESTIONS]
-    old = generate_from_ids(model, tok, fmt, ids, max_new_tokens=40, batch_size=4)
-    assert GreedyDecoder(model, tok, fmt).texts([fmt.instruction_prompt(q) for q in QUESTIONS], 40,
-                                                batch_size=4) == old
+    expected = GreedyDecoder(model, tok, fmt).texts(prompts, 20)
+    for decoder in (Decoder(model, tok, fmt), Decoder(model, tok, fmt, draft_ids=list(range(40)))):
+        assert [b.text.split(fmt.stop, 1)[0] for b in decoder.greedy(prompts, 20)] == expected
