@@ -76,14 +76,15 @@ def lora_model(model, config: TrainConfig):
     return peft_model
 
 
-def lr_lambda_factory(warmup: int, total: int):
-    def lr_lambda(step: int) -> float:  # linear warmup, then cosine decay to 10%
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+def lr_schedule(optimizer, warmup: int, total: int):
+    """Linear warmup, then cosine decay to 10%: transformers' cosine-with-min-LR schedule, run one step ahead
+    (warmup + 1, total + 1) so that step k (from 0) trains at lr * (k + 1) / (warmup + 1) during the warmup, never
+    at 0, and the decay reaches its end at `total`. The scheduler's state (checkpointed) is its position."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    return lr_lambda
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return get_cosine_with_min_lr_schedule_with_warmup(optimizer, warmup + 1, total + 1, min_lr_rate=0.1, last_epoch=0)
 
 
 def setup(config: TrainConfig) -> Session:
@@ -116,7 +117,7 @@ def setup(config: TrainConfig) -> Session:
     world = accelerator.num_processes
     s.batches_per_epoch = max(1, math.ceil(len(examples) / config.batch_size) // world)
     s.total_steps = config.steps or max(1, math.ceil(config.epochs * s.batches_per_epoch / config.grad_accum))
-    s.scheduler = torch.optim.lr_scheduler.LambdaLR(s.optimizer, lr_lambda_factory(config.warmup_steps, s.total_steps))
+    s.scheduler = lr_schedule(s.optimizer, config.warmup_steps, s.total_steps)
     s.loss_module, s.optimizer = accelerator.prepare(s.loss_module, s.optimizer)
     s.timings["load_s"] = round(time.perf_counter() - t0, 2)
     n_train = sum(p.numel() for p in params)
