@@ -12,6 +12,8 @@ import json
 import logging
 from pathlib import Path
 
+from ktune.paths import DEFAULT_KB_HELP
+
 log = logging.getLogger("ktune.demo")
 
 DEMO_SYSTEMS = ("bm25-word", "bm25-char", "dense", "rules", "model")
@@ -30,7 +32,7 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
-    p.add_argument("--kb", metavar="PATH", help="KB file (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)")
+    p.add_argument("--kb", metavar="PATH", help=f"KB file (default: {DEFAULT_KB_HELP})")
     p.add_argument("--data", default="data/demo", help="dataset folder (default: data/demo)")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--eval-limit", type=int, default=300,

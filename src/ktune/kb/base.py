@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from functools import cached_property
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from ktune.kb.linker import EntityLinker, Link
 from ktune.kb.readers import read_source
 from ktune.kb.schema import Schema
 from ktune.kb.store import KnowledgeStore, is_url, open_store
-from ktune.paths import default_kb_path
+from ktune.paths import default_kb
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +31,7 @@ class KnowledgeBase:
 
         `path` is an SQLite file, or a `postgresql://user@host:port/db` URL (needs the `postgres` extra).
         """
-        env = os.environ.get("KTUNE_KB", "")
-        target = path or (env if is_url(env) else default_kb_path())
+        target = path or default_kb()
         kb = cls(open_store(target if is_url(target) else Path(target), create=create), Schema.load(schema))
         kb._check_schema_version()
         return kb

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -130,7 +129,7 @@ def setup(config: TrainConfig) -> Session:
 def query_head_ids(config: TrainConfig, manifest: dict, tokenizer, fmt: PromptFormat, examples) -> tuple[list | None, dict]:
     """The query vocabulary (ktune.query_vocab) for query-step targets, or None (whole vocabulary), and why."""
     from ktune.kb import KnowledgeBase
-    from ktune.paths import default_kb_path
+    from ktune.paths import default_kb
     from ktune.query_vocab import query_token_ids
 
     def whole(reason: str) -> tuple[None, dict]:
@@ -143,7 +142,7 @@ def query_head_ids(config: TrainConfig, manifest: dict, tokenizer, fmt: PromptFo
         return None, {"mode": "full", "reason": "requested"}
     if config.method != "knowledge":
         return whole(f"method {config.method} has no query step")
-    target = config.kb or os.environ.get("KTUNE_KB") or str(default_kb_path())
+    target = str(config.kb or default_kb())
     if "://" not in target and not Path(target).is_file():
         return whole(f"no KB at {target}")
     with KnowledgeBase.open(target) as kb:
