@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-import urllib.error
-import urllib.request
+import os
 from concurrent.futures import ThreadPoolExecutor
 
+from ktune.chat_api import ChatClient, ChatError
 from ktune.data.answers import clean_value
 from ktune.data.generate import mentioned_entities
-from ktune.errors import KtuneError
 from ktune.kb.linker import normalize
 from ktune.prompt import provenance_line, strip_provenance
 
 log = logging.getLogger(__name__)
+API_KEY_ENV = "KTUNE_TEACHER_API_KEY"
 
 QUESTION_PROMPT = (
     "把下面这个医疗问题改写成一位真实用户会提出的自然问法，可以口语化、加入少量背景，但必须原样保留“{surface}”这个名称，"
@@ -32,49 +31,17 @@ ANSWER_PROMPT = (
 )
 
 
-class TeacherError(KtuneError):
-    """The teacher endpoint failed after all retries."""
-
-
 class Teacher:
-    """A minimal OpenAI-compatible chat client (urllib, timeouts, retries with backoff)."""
+    """The teacher endpoint (ktune.chat_api): one user message in, the reply's text out. The API key, when the
+    endpoint needs one, is read from $KTUNE_TEACHER_API_KEY."""
 
-    def __init__(
-        self, url: str, model: str, timeout: float = 60.0, retries: int = 3, temperature: float = 0.7
-    ):
-        base = url.rstrip("/")
-        self.endpoint = (
-            base
-            if base.endswith("/chat/completions")
-            else (base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions"))
-        )
-        self.model, self.timeout, self.retries, self.temperature = model, timeout, retries, temperature
+    def __init__(self, url: str, model: str, timeout: float = 60.0, retries: int = 3, temperature: float = 0.7):
+        self.client = ChatClient(url, model, api_key=os.environ.get(API_KEY_ENV), timeout=timeout, retries=retries,
+                                 temperature=temperature, hint="--teacher URL and --teacher-model")
+        self.endpoint, self.model = self.client.endpoint, model
 
     def complete(self, prompt: str) -> str:
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": [{"role": "user", "content": prompt}],
-                "temperature": self.temperature,
-            }
-        ).encode("utf-8")
-        last = None
-        for attempt in range(self.retries + 1):
-            req = urllib.request.Request(
-                self.endpoint, data=body, headers={"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    data = json.loads(resp.read().decode("utf-8"))
-                return str(data["choices"][0]["message"]["content"]).strip()
-            except (urllib.error.URLError, TimeoutError, OSError, KeyError, IndexError, ValueError) as exc:
-                last = exc
-                if attempt < self.retries:
-                    time.sleep(min(0.2 * 2**attempt, 5.0))
-        raise TeacherError(
-            f"teacher {self.endpoint} (model {self.model!r}) failed {self.retries + 1} times: {last}; "
-            "check --teacher URL and --teacher-model"
-        ) from last
+        return self.client.complete([{"role": "user", "content": prompt}]).strip()
 
 
 def check_question(new: str, record: dict) -> str | None:
@@ -145,7 +112,7 @@ def rewrite_record(record: dict, teacher: Teacher, writer, linker) -> tuple[dict
             )
             if status["answer"] == "accepted":
                 out["answer"] = a + "\n" + provenance_line(record["knowledge"])
-    except TeacherError as exc:
+    except ChatError as exc:
         log.warning("teacher failed on %s: %s", record["id"] or record["question"], exc)
         status.setdefault("question", "error")
     if status.get("question") == "accepted" or status.get("answer") == "accepted":
