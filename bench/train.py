@@ -101,12 +101,12 @@ def parse(argv=None):
 
 def infer(args) -> list[dict]:
     """Questions/s of greedy query decoding: base model, LoRA unmerged, LoRA merged, merged without KV cache."""
+    from ktune.data.dataset import Dataset
     from ktune.decoding import GreedyDecoder
     from ktune.train import load_run
-    from ktune.train.data import load_records
     from ktune.train.loading import load_base
 
-    questions = [r["question"] for r in load_records(args.data, "dev")[:args.questions]]
+    questions = [r.question for r in Dataset.load(args.data).records("dev")[:args.questions]]
     rows = []
 
     def timed(name, model, tok, fmt):

@@ -6,6 +6,7 @@ import pytest
 
 from ktune.chat_api import ChatError
 from ktune.data import build_dataset
+from ktune.data.dataset import DatasetRecord
 from ktune.data.teacher import Teacher, check_answer, check_question
 from tests.chat_stub import ChatStub, chat_reply, serving
 
@@ -73,14 +74,14 @@ def test_teacher_rewrites_that_drop_the_entity_or_values_or_invent_names_are_rej
 
 
 def test_check_question_needs_the_surface():
-    rec = {"surface": "阿莫仙", "question": "阿莫仙副作用"}
+    rec = DatasetRecord.from_json({"surface": "阿莫仙", "question": "阿莫仙副作用"})
     assert check_question("吃阿莫仙会不会拉肚子？", rec) is None
     assert check_question("吃这个药会不会拉肚子？", rec) == "drops_entity"
 
 
 def test_check_answer_rejects_a_dropped_value(data_kb):
     k = data_kb.acquire_knowledge("阿莫西林胶囊", "禁忌")
-    rec = {"entity": "阿莫西林胶囊", "knowledge": k, "question": "阿莫西林胶囊禁忌", "answer": "x"}
+    rec = DatasetRecord.from_json({"entity": "阿莫西林胶囊", "knowledge": k, "question": "阿莫西林胶囊禁忌", "answer": "x"})
     value = next(iter(k["阿莫西林胶囊"].values()))[0]
     assert check_answer(f"注意：{value}。", rec, [value], data_kb.linker) is None
     assert check_answer("请遵医嘱。", rec, [value], data_kb.linker) == "drops_value"

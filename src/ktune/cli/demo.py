@@ -8,7 +8,6 @@ Steps, each skipped when its output is already there and current (so a second `m
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -64,17 +63,17 @@ def _ensure_kb(kb) -> None:
 
 def _ensure_dataset(kb, data_dir: Path) -> Path:
     from ktune.data import DataConfig, build_dataset
+    from ktune.data.dataset import Dataset
     from ktune.data.questions import QuestionBank
 
-    manifest = data_dir / "manifest.json"
     config = DataConfig()
     current = {
         "kb_version": kb.version,
         "question_bank_version": QuestionBank.load().version,
         "config": {k: v for k, v in config.to_json().items() if k != "progress"},
     }
-    if manifest.is_file():
-        built = json.loads(manifest.read_text(encoding="utf-8"))
+    built = Dataset.load(data_dir).manifest if data_dir.is_dir() else {}
+    if built:
         if all(built.get(k) == v for k, v in current.items()):
             log.info("step 2/6: dataset %s ready", data_dir)
             return data_dir
@@ -86,12 +85,13 @@ def _ensure_dataset(kb, data_dir: Path) -> Path:
 
 
 def _ensure_run(data_dir: Path, run_dir: Path, retrain: bool) -> Path:
+    from ktune.data.dataset import Dataset
     from ktune.models import resolve_base
     from ktune.train import RunInfo, demo_config, train
 
     log.info("step 3/6: preparing Gemma-3-270M")
     resolve_base("gemma3-270m")
-    data_version = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))["data_version"]
+    data_version = Dataset.load(data_dir).version
     if not retrain and (run_dir / "ktune.json").is_file():
         info = RunInfo.load(run_dir)
         if info.data_version == data_version and (run_dir / "adapter").is_dir():

@@ -11,9 +11,11 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from ktune.chat_api import ChatClient, ChatError
 from ktune.data.answers import clean_value
+from ktune.data.dataset import DatasetRecord
 from ktune.data.generate import mentioned_entities
 from ktune.kb.linker import normalize
 from ktune.prompt import provenance_line, strip_provenance
@@ -44,18 +46,18 @@ class Teacher:
         return self.client.complete([{"role": "user", "content": prompt}]).strip()
 
 
-def check_question(new: str, record: dict) -> str | None:
+def check_question(new: str, record: DatasetRecord) -> str | None:
     """Why a rewritten question is rejected, or None when it is acceptable."""
     if not new or len(new) > 300:
         return "empty_or_long"
     if "\n" in new.strip():
         return "multiline"
-    if record["surface"] not in new:
+    if record.surface not in new:
         return "drops_entity"
     return None
 
 
-def check_answer(new: str, record: dict, shown: list[str], linker) -> str | None:
+def check_answer(new: str, record: DatasetRecord, shown: list[str], linker) -> str | None:
     """Why a rewritten answer body is rejected: a dropped value or a KB name outside the knowledge."""
     if not new or len(new) > 2000:
         return "empty_or_long"
@@ -63,11 +65,11 @@ def check_answer(new: str, record: dict, shown: list[str], linker) -> str | None
     if any(normalize(v) not in flat for v in shown if normalize(v)):
         return "drops_value"
     allowed = normalize(
-        json.dumps(record["knowledge"], ensure_ascii=False) + record["question"] + record["answer"]
+        json.dumps(record.knowledge, ensure_ascii=False) + record.question + record.answer
     )
     for entity in sorted(mentioned_entities(linker, new)):
         if (
-            entity != record["entity"]
+            entity != record.entity
             and normalize(entity) not in allowed
             and not _mention_allowed(new, entity, allowed, linker)
         ):
@@ -84,40 +86,30 @@ def _mention_allowed(text: str, entity: str, allowed: str, linker) -> bool:
     return False
 
 
-def rewrite_record(record: dict, teacher: Teacher, writer, linker) -> tuple[dict, dict]:
+def rewrite_record(record: DatasetRecord, teacher: Teacher, writer, linker) -> tuple[DatasetRecord, dict]:
     """(new record, {"question": accepted|reason, "answer": ...}). Knowledge and labels never change."""
-    out, status = dict(record), {}
+    new, status = {}, {}
     try:
-        q = teacher.complete(
-            QUESTION_PROMPT.format(
-                surface=record["surface"], attribute=record["attribute"] or "", question=record["question"]
-            )
-        )
+        q = teacher.complete(QUESTION_PROMPT.format(surface=record.surface, attribute=record.attribute or "",
+                                                    question=record.question))
         status["question"] = check_question(q, record) or "accepted"
         if status["question"] == "accepted":
-            out["question"] = q
-        if record["kind"] == "in_kb":
-            body = strip_provenance(record["answer"])
-            a = teacher.complete(
-                ANSWER_PROMPT.format(
-                    knowledge=json.dumps(record["knowledge"], ensure_ascii=False), answer=body
-                )
-            )
+            new["question"] = q
+        if record.kind == "in_kb":
+            body = strip_provenance(record.answer)
+            a = teacher.complete(ANSWER_PROMPT.format(knowledge=json.dumps(record.knowledge, ensure_ascii=False),
+                                                      answer=body))
             a = strip_provenance(a)
-            status["answer"] = (
-                check_answer(
-                    a, record, [clean_value(v) for v in writer.shown_values(record["knowledge"])], linker
-                )
-                or "accepted"
-            )
+            shown = [clean_value(v) for v in writer.shown_values(record.knowledge)]
+            status["answer"] = check_answer(a, record, shown, linker) or "accepted"
             if status["answer"] == "accepted":
-                out["answer"] = a + "\n" + provenance_line(record["knowledge"])
+                new["answer"] = a + "\n" + provenance_line(record.knowledge)
     except ChatError as exc:
-        log.warning("teacher failed on %s: %s", record["id"] or record["question"], exc)
+        log.warning("teacher failed on %s: %s", record.id or record.question, exc)
         status.setdefault("question", "error")
-    if status.get("question") == "accepted" or status.get("answer") == "accepted":
-        out["template"] = record["template"] + "+teacher"
-    return out, status
+    if new:
+        new["template"] = record.template + "+teacher"
+    return replace(record, **new), status
 
 
 def rewrite_splits(splits: dict, teacher: Teacher, gen, config) -> dict:
@@ -130,11 +122,11 @@ def rewrite_splits(splits: dict, teacher: Teacher, gen, config) -> dict:
         records = splits.get(split, [])
         with ThreadPoolExecutor(max_workers=config.teacher_workers) as pool:
             results = list(pool.map(lambda r: rewrite_record(r, teacher, gen.writer, linker), records))
-        seen = {normalize(r["question"]) for name, rs in splits.items() if name != split for r in rs}
+        seen = {normalize(r.question) for name, rs in splits.items() if name != split for r in rs}
         for i, (new, status) in enumerate(results):
-            if normalize(new["question"]) in seen and new["question"] != records[i]["question"]:
-                new["question"], status["question"] = records[i]["question"], "duplicate"
-            seen.add(normalize(new["question"]))
+            if normalize(new.question) in seen and new.question != records[i].question:
+                new, status["question"] = replace(new, question=records[i].question), "duplicate"
+            seen.add(normalize(new.question))
             records[i] = new
             for part, result in status.items():
                 stats[part][result] = stats[part].get(result, 0) + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from ktune.data.dataset import DatasetRecord
 from ktune.decoding import GreedyDecoder
 from ktune.prompt import PromptFormat
 
@@ -19,7 +20,7 @@ def greedy_queries(model, tokenizer, fmt: PromptFormat, questions: list[str], *,
     return [fmt.parse_query(t + fmt.stop) for t in texts]
 
 
-def query_accuracy(model, tokenizer, fmt: PromptFormat, records: list[dict], *, batch_size: int = 16,
+def query_accuracy(model, tokenizer, fmt: PromptFormat, records: list[DatasetRecord], *, batch_size: int = 16,
                    query_ids: list[int] | None = None) -> dict:
     """Exact-match accuracy of the generated entity, attribute and both, on records (entity None = no query).
 
@@ -33,17 +34,17 @@ def query_accuracy(model, tokenizer, fmt: PromptFormat, records: list[dict], *, 
     place = output_embeddings_owner(model) if query_ids else None
     head = SubsetHead(getattr(*place), query_ids) if place else None
     try:
-        preds = greedy_queries(model, tokenizer, fmt, [r["question"] for r in records], batch_size=batch_size,
+        preds = greedy_queries(model, tokenizer, fmt, [r.question for r in records], batch_size=batch_size,
                                head=head)
     finally:
         model.train(was_training)
     ent = att = both = 0
     for rec, (e, a) in zip(records, preds, strict=True):
-        gold_e, gold_a = rec.get("entity"), rec.get("attribute") if rec.get("entity") else None
+        gold_e, gold_a = rec.entity, rec.attribute if rec.entity else None
         ent += e == gold_e
         att += a == gold_a
         both += e == gold_e and a == gold_a
     n = len(records)
     return {"n": n, "entity_acc": ent / n, "attribute_acc": att / n, "query_acc": both / n,
-            "examples": [{"question": r["question"], "gold": [r.get("entity"), r.get("attribute")], "pred": list(p)}
+            "examples": [{"question": r.question, "gold": [r.entity, r.attribute], "pred": list(p)}
                          for r, p in list(zip(records, preds, strict=True))[:3]]}

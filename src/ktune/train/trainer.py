@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ktune.data.dataset import Dataset, DatasetRecord
 from ktune.errors import ConfigError
 from ktune.prompt import PromptFormat
 from ktune.train import checkpoint as ckpt
 from ktune.train.config import TrainConfig
-from ktune.train.data import build_examples, collate, epoch_batches, load_manifest, load_records
+from ktune.train.data import build_examples, collate, epoch_batches
 from ktune.train.generation import query_accuracy
 
 log = logging.getLogger(__name__)
@@ -96,15 +97,15 @@ def setup(config: TrainConfig) -> Session:
 
     config.require_paths()
     t0 = time.perf_counter()
-    records = load_records(config.data, "train", config.subset)
-    manifest = load_manifest(config.data)
+    dataset = Dataset.load(config.data)
+    records, manifest = dataset.records("train", config.subset), dataset.manifest
     accelerator = Accelerator(cpu=resolve_device(config.device) == "cpu")
     model, tokenizer, base_info = load_base(config.base, device=str(accelerator.device), dtype=config.dtype)
     fmt = choose_prompt_format(config, tokenizer)
     examples, counts = build_examples(records, tokenizer, fmt, method=config.method, max_length=config.max_length,
                                       answer_fraction=config.answer_fraction, answer_refusals=config.answer_refusals,
                                       seed=config.seed)
-    dev = _dev_records(config, records)
+    dev = _dev_records(config, dataset, records)
     query_ids, base_info["query_head"] = query_head_ids(config, manifest, tokenizer, fmt, examples)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -156,7 +157,7 @@ def query_head_ids(config: TrainConfig, manifest: dict, tokenizer, fmt: PromptFo
     return sorted(ids | outside), {"mode": "kb", "kb": target, "tokens": len(ids | outside), "outside": len(outside)}
 
 
-def _dev_records(config: TrainConfig, train_records: list[dict]) -> list[dict]:
+def _dev_records(config: TrainConfig, dataset: Dataset, train_records: list[DatasetRecord]) -> list[DatasetRecord]:
     if config.method != "knowledge":
         return []
     if config.eval_split == "train":
@@ -164,7 +165,7 @@ def _dev_records(config: TrainConfig, train_records: list[dict]) -> list[dict]:
         random.Random(config.seed).shuffle(dev)
         return dev[:config.eval_samples]
     try:
-        dev = load_records(config.data, config.eval_split)
+        dev = dataset.records(config.eval_split)
     except ConfigError:
         log.warning("no %s split in %s: the generation check uses training records", config.eval_split, config.data)
         dev = list(train_records)
