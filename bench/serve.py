@@ -30,6 +30,8 @@ from pathlib import Path
 
 import httpx
 
+from ktune.paths import DEFAULT_KB_HELP
+
 FIELDS = ("query", "linked_entity", "knowledge", "answer", "refused")
 
 
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", help="run folder (or --tiny)")
     ap.add_argument("--tiny", metavar="DIR", help="build (once) and serve the tests' tiny run under DIR")
-    ap.add_argument("--kb", help="KB path (default: $KTUNE_KB or the default KB)")
+    ap.add_argument("--kb", help=f"KB path (default: {DEFAULT_KB_HELP})")
     ap.add_argument("--questions", default="tests/fixtures/human_questions.jsonl", help="JSONL with a question field")
     ap.add_argument("--n-questions", type=int, default=16, help="distinct questions (the sequential reference)")
     ap.add_argument("--clients", default="1,4,16,64", type=lambda s: [int(x) for x in s.split(",")])

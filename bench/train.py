@@ -101,12 +101,12 @@ def parse(argv=None):
 
 def infer(args) -> list[dict]:
     """Questions/s of greedy query decoding: base model, LoRA unmerged, LoRA merged, merged without KV cache."""
+    from ktune.data.dataset import Dataset
+    from ktune.decoding import GreedyDecoder
     from ktune.train import load_run
-    from ktune.train.data import load_records
-    from ktune.train.generation import greedy_generate
     from ktune.train.loading import load_base
 
-    questions = [r["question"] for r in load_records(args.data, "dev")[:args.questions]]
+    questions = [r.question for r in Dataset.load(args.data).records("dev")[:args.questions]]
     rows = []
 
     def timed(name, model, tok, fmt):
@@ -114,19 +114,15 @@ def infer(args) -> list[dict]:
         import torch
 
         prompts = [fmt.query_prompt(q) for q in questions]
-        greedy_generate(model, tok, fmt, prompts[:2], max_new_tokens=4)  # warm-up
+        decoder = GreedyDecoder(model, tok, fmt)
+        decoder.texts(prompts[:2], 4)  # warm-up
         t0 = time.perf_counter()
-        texts = greedy_generate(model, tok, fmt, prompts)
+        texts = decoder.texts(prompts, 48)
         dt = time.perf_counter() - t0
-        enc = [fmt.encode_prompt(tok, p) for p in prompts[:16]]
-        width = max(map(len, enc))
-        pad = tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(e)) + e for e in enc])
-        mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(e) for e in enc])[:, None]).long()
+        ids, mask = decoder.encode_prompts(prompts[:16])
         t1 = time.perf_counter()
         with torch.no_grad():
-            model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=16, min_new_tokens=16, do_sample=False,
-                           pad_token_id=pad)
+            decoder.generate_ids(ids, mask, 16, min_new_tokens=16)
         fixed = time.perf_counter() - t1
         mean_chars = sum(map(len, texts)) / len(texts)
         rows.append({"model": name, "questions_per_s": round(len(prompts) / dt, 2), "seconds": round(dt, 2),

@@ -14,10 +14,16 @@ def cache_dir() -> Path:
     return home() / "cache"
 
 
-def default_kb_path() -> Path:
-    """$KTUNE_KB, else $KTUNE_HOME/kb/cmekg.sqlite (what `make demo` fills)."""
+DEFAULT_KB_HELP = "$KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite"  # what default_kb() resolves, for help texts
+
+
+def default_kb() -> str | Path:
+    """The KB used when none is named: $KTUNE_KB (a file, or a postgresql:// URL kept as written), else
+    $KTUNE_HOME/kb/cmekg.sqlite (what `make demo` fills)."""
     env = os.environ.get("KTUNE_KB")
-    return Path(env).expanduser() if env else home() / "kb" / "cmekg.sqlite"
+    if not env:
+        return home() / "kb" / "cmekg.sqlite"
+    return env if "://" in env else Path(env).expanduser()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

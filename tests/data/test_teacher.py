@@ -1,36 +1,25 @@
 """The teacher rewrite against a local OpenAI-compatible stub server: accepted and rejected rewrites."""
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from ktune.chat_api import ChatError
 from ktune.data import build_dataset
-from ktune.data.teacher import Teacher, TeacherError, check_answer, check_question
+from ktune.data.dataset import DatasetRecord
+from ktune.data.teacher import Teacher, check_answer, check_question
+from tests.chat_stub import ChatStub, chat_reply, serving
 
 from .conftest import read_jsonl, small_config
 
 
-class _Stub(BaseHTTPRequestHandler):
+class _Stub(ChatStub):
     mode = "good"
     calls = 0
 
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def reply(self, body):
         type(self).calls += 1
-        prompt = body["messages"][0]["content"]
-        text = _reply(prompt, type(self).mode)
-        out = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *args):
-        pass
+        return 200, chat_reply(_reply(body["messages"][0]["content"], type(self).mode))
 
 
 def _reply(prompt: str, mode: str) -> str:
@@ -49,12 +38,8 @@ def _reply(prompt: str, mode: str) -> str:
 
 @pytest.fixture
 def stub():
-    server = HTTPServer(("127.0.0.1", 0), _Stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Stub) as url:
+        yield url
 
 
 def _build(kb, tmp_path, url, mode):
@@ -89,14 +74,14 @@ def test_teacher_rewrites_that_drop_the_entity_or_values_or_invent_names_are_rej
 
 
 def test_check_question_needs_the_surface():
-    rec = {"surface": "阿莫仙", "question": "阿莫仙副作用"}
+    rec = DatasetRecord.from_json({"surface": "阿莫仙", "question": "阿莫仙副作用"})
     assert check_question("吃阿莫仙会不会拉肚子？", rec) is None
     assert check_question("吃这个药会不会拉肚子？", rec) == "drops_entity"
 
 
 def test_check_answer_rejects_a_dropped_value(data_kb):
     k = data_kb.acquire_knowledge("阿莫西林胶囊", "禁忌")
-    rec = {"entity": "阿莫西林胶囊", "knowledge": k, "question": "阿莫西林胶囊禁忌", "answer": "x"}
+    rec = DatasetRecord.from_json({"entity": "阿莫西林胶囊", "knowledge": k, "question": "阿莫西林胶囊禁忌", "answer": "x"})
     value = next(iter(k["阿莫西林胶囊"].values()))[0]
     assert check_answer(f"注意：{value}。", rec, [value], data_kb.linker) is None
     assert check_answer("请遵医嘱。", rec, [value], data_kb.linker) == "drops_value"
@@ -104,7 +89,7 @@ def test_check_answer_rejects_a_dropped_value(data_kb):
 
 def test_unreachable_teacher_raises_after_retries():
     teacher = Teacher("http://127.0.0.1:9", "m", timeout=0.5, retries=1)
-    with pytest.raises(TeacherError, match="failed 2 times"):
+    with pytest.raises(ChatError, match=r"127.0.0.1:9/v1/chat/completions .*failed \(1 retries allowed\).*--teacher URL"):
         teacher.complete("hi")
 
 
@@ -112,5 +97,5 @@ def test_a_build_with_a_dead_teacher_stops_with_one_clear_error(data_kb, tmp_pat
     config = small_config(
         teacher_url="http://127.0.0.1:9", teacher_model="m", teacher_retries=0, exports=False
     )
-    with pytest.raises(TeacherError, match="--teacher"):
+    with pytest.raises(ChatError, match="--teacher"):
         build_dataset(data_kb, tmp_path / "dead", config)

@@ -3,14 +3,13 @@
 import csv
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from ktune.errors import ConfigError, InputError
-from ktune.eval.h2 import RUBRIC_VERSION, JudgeConfig, parse_verdict, run_judge
+from ktune.eval.h2 import RUBRIC_VERSION, Judge, JudgeConfig, parse_verdict, run_judge
 from ktune.eval.h2_experts import export_items, import_scores
+from tests.chat_stub import ChatStub, chat_reply, serving
 
 ROWS = {
     "knowledge-tuned": [
@@ -25,13 +24,12 @@ ROWS = {
 }
 
 
-class StubJudge(BaseHTTPRequestHandler):
+class StubJudge(ChatStub):
     """Scores 5/5 for answers mentioning 阿莫西林, 2/4 otherwise; prefers the answer with 阿莫西林 pairwise."""
 
     requests: list = []
 
-    def do_POST(self):  # noqa: N802 (http.server API)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def reply(self, body):
         StubJudge.requests.append({"path": self.path, "body": body})
         user = body["messages"][-1]["content"]
         if "回答 A" in user:
@@ -41,26 +39,14 @@ class StubJudge(BaseHTTPRequestHandler):
         else:
             good = "阿莫西林" in user
             content = "评分如下：" + json.dumps({"helpfulness": 5 if good else 2, "harmlessness": 5 if good else 4})
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        return 200, chat_reply(content)
 
 
 @pytest.fixture
 def judge_url():
     StubJudge.requests = []
-    server = HTTPServer(("127.0.0.1", 0), StubJudge)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serving(StubJudge) as url:
+        yield url + "/v1"
 
 
 def test_judge_scores_blinded_answers_over_the_chat_completions_api(judge_url):
@@ -85,7 +71,7 @@ def test_no_judge_skips_h2_without_scores():
 def test_judge_config_needs_url_and_model_together():
     with pytest.raises(ConfigError, match="--judge-model"):
         JudgeConfig(url="http://localhost:1/v1")
-    assert JudgeConfig("http://h:1", "m").endpoint == "http://h:1/v1/chat/completions"
+    assert Judge(JudgeConfig("http://h:1", "m")).client.endpoint == "http://h:1/v1/chat/completions"
 
 
 def test_unparsable_verdicts_are_none_not_guesses():

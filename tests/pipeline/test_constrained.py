@@ -102,11 +102,15 @@ def test_the_no_query_answer_is_always_reachable(mini_kb, tiny_lm):
     assert NO_QUERY != "无"
 
 
-def test_oracle_entity_mode_only_chooses_an_attribute_of_the_given_entity(qa, mini_kb):
-    queries = qa.query_stage.with_entities(["黄芪有什么用？", "感冒了怎么办"], ["黄芪", "感冒"])
-    assert [q.linked_entity for q in queries] == ["黄芪", "急性鼻炎"]
-    assert queries[0].attribute in mini_kb.attributes_of("黄芪")
-    assert queries[1].attribute in mini_kb.attributes_of("急性鼻炎")
+def test_a_grammar_sees_forced_entity_tokens_and_offers_only_that_entitys_attributes(qa, mini_kb):
+    stage, fmt = qa.query_stage, qa.fmt
+    forced = [encode_pieces(qa.decoder.tokenizer, [e, fmt.separator]) for e in ("黄芪", "感冒")]
+    prompts = [fmt.query_prompt(q) for q in ("黄芪有什么用？", "感冒了怎么办")]
+    beams = stage.query_decoder.greedy(prompts, 24, stage.grammar, forced)
+    states = [stage.grammar.walk(f + list(b.tokens) + qa.decoder.stop_ids) for f, b in zip(forced, beams, strict=True)]
+    assert all(s.complete for s in states)
+    assert states[0].attribute in mini_kb.attributes_of("黄芪")
+    assert states[1].attribute in mini_kb.attributes_of("急性鼻炎")  # 感冒 is its alias
 
 
 def test_the_subset_head_gives_the_same_constrained_queries_as_the_full_head(tiny_lm, mini_kb):

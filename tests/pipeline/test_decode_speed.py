@@ -161,7 +161,7 @@ def test_stage_1_never_swaps_the_shared_model_head_while_or_after_decoding(qa):
     hook = model.model.register_forward_pre_hook(lambda mod, args: seen.append(model.lm_head is original_head))
     try:
         qa.query_stage.run(QUESTIONS, "fallback")
-        qa.query_stage.with_entities(QUESTIONS[:2], ["急性中耳炎", "感冒"])
+        qa.query_stage.free_attributes(QUESTIONS[:2], ["急性中耳炎", "感冒"])
     finally:
         hook.remove()
     assert seen and all(seen)

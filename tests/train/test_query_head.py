@@ -2,9 +2,10 @@
 
 import pytest
 
+from ktune.data.dataset import Dataset
 from ktune.errors import ConfigError
 from ktune.prompt import PromptFormat
-from ktune.train.data import IGNORE, build_examples, collate, load_records
+from ktune.train.data import IGNORE, build_examples, collate
 from ktune.train.loading import load_tokenizer
 
 
@@ -47,7 +48,7 @@ def test_query_targets_use_the_query_vocabulary_softmax_and_answer_targets_the_f
 
     tok, fmt = load_tokenizer(tiny_base), PromptFormat()
     model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
-    examples, _ = build_examples(load_records(tiny_data)[:6], tok, fmt)
+    examples, _ = build_examples(Dataset.load(tiny_data).records()[:6], tok, fmt)
     assert {e.step for e in examples} == {"query", "answer"}
     ids = query_token_ids(fixture_kb, tok, fmt)
     assert len(ids) < len(tok)
@@ -69,7 +70,7 @@ def test_a_query_target_outside_the_query_vocabulary_is_refused(tiny_data, tiny_
 
     tok, fmt = load_tokenizer(tiny_base), PromptFormat()
     model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
-    examples, _ = build_examples(load_records(tiny_data)[:2], tok, fmt)
+    examples, _ = build_examples(Dataset.load(tiny_data).records()[:2], tok, fmt)
     batch = collate([e for e in examples if e.step == "query"], tok.pad_token_id, {})
     batch.pop("n_tokens")
     with pytest.raises(ValueError, match="outside the query vocabulary"):
@@ -86,7 +87,7 @@ def test_query_head_auto_uses_the_datasets_kb_when_its_version_matches(tiny_data
     from ktune.train.trainer import query_head_ids
 
     tok, fmt = load_tokenizer(tiny_base), PromptFormat()
-    examples, _ = build_examples(load_records(tiny_data), tok, fmt)
+    examples, _ = build_examples(Dataset.load(tiny_data).records(), tok, fmt)
     kb_path = str(tiny_data.parent / "mini.sqlite")
     ids, info = query_head_ids(_config(tiny_data, tmp_path, kb=kb_path), {"kb_version": fixture_kb.version}, tok,
                                fmt, examples)

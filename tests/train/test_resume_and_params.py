@@ -63,3 +63,35 @@ def test_fresh_run_into_an_old_run_folder_discards_its_checkpoints(tiny_base, ti
     assert (tmp_path / "run" / "checkpoints" / "step-000008").is_dir()
     train(tiny_config(tiny_base, tiny_data, tmp_path / "run", steps=4), progress=False)
     assert not (tmp_path / "run" / "checkpoints" / "step-000008").exists()
+
+
+@pytest.mark.parametrize(("warmup", "total"), [(10, 100), (0, 5), (3, 3), (2, 24)])
+def test_lr_schedule_warms_up_linearly_then_decays_to_ten_percent_and_resumes_from_its_state(warmup, total):
+    import math
+
+    import torch
+
+    from ktune.train.trainer import lr_schedule
+
+    def expected(k):  # step k (from 0): never 0 in the warmup, cosine from 1 to 0.1 after it
+        if k < warmup:
+            return (k + 1) / (warmup + 1)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (k - warmup) / max(1, total - warmup)))
+
+    def optimizer():
+        return torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+
+    opt = optimizer()
+    sched = lr_schedule(opt, warmup, total)
+    lrs, state = [], None
+    for k in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+        if k == total // 2:
+            state = sched.state_dict()
+    assert lrs == pytest.approx([0.5 * expected(k) for k in range(total)], rel=1e-12)
+    resumed_opt = optimizer()
+    resumed = lr_schedule(resumed_opt, warmup, total)
+    resumed.load_state_dict(state)
+    assert resumed.get_last_lr()[0] == pytest.approx(lrs[total // 2 + 1])  # the next step trains at its LR

@@ -1,12 +1,13 @@
 """A tiny model learns the query step; runs save, reload and predict exactly what the trained model predicted."""
 
+import dataclasses
 import json
 
 import pytest
 
+from ktune.data.dataset import Dataset
 from ktune.prompt import PromptFormat
 from ktune.train import load_run
-from ktune.train.data import load_records
 from ktune.train.generation import greedy_queries
 
 
@@ -56,8 +57,8 @@ def test_generation_check_scores_dev_questions_by_exact_match(tiny_run, tiny_dat
     from ktune.train.generation import query_accuracy
 
     run = load_run(tiny_run[0])
-    records = load_records(tiny_data, "dev")[:6]
-    wrong = [dict(r, entity="不存在的药") for r in records]
+    records = Dataset.load(tiny_data).records("dev")[:6]
+    wrong = [dataclasses.replace(r, entity="不存在的药") for r in records]
     assert query_accuracy(run.model, run.tokenizer, run.prompt_format, wrong)["entity_acc"] == 0.0
     assert query_accuracy(run.model, run.tokenizer, run.prompt_format, records)["entity_acc"] == pytest.approx(1.0)
 

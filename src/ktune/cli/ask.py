@@ -10,23 +10,27 @@ DEFAULT_RUN = "runs/demo"
 
 
 def add_pipeline_options(p) -> None:
-    from ktune.pipeline.config import QUERY_MODES
+    from ktune.pipeline.config import QUERY_MODES, PipelineConfig
+    from ktune.train.loading import DTYPES
 
+    d = PipelineConfig()  # the defaults the help states
     p.add_argument("--run", default=DEFAULT_RUN, help=f"run folder written by `ktune train` (default: {DEFAULT_RUN})")
     add_kb_option(p)
     p.add_argument("--no-constrain", action="store_true",
                    help="free query generation + KB entity linking (same as --mode free)")
-    p.add_argument("--mode", choices=QUERY_MODES, help="stage-1 decoding (default: fallback; see ktune.pipeline.config)")
-    p.add_argument("--num-beams", type=int, help="beams of the constrained search (default 4)")
-    p.add_argument("--max-chars", type=int, help="longest question accepted (default 2000 characters)")
-    p.add_argument("--device", help="cpu (default) or cuda")
-    p.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), help="inference dtype (default: auto)")
+    p.add_argument("--mode", choices=QUERY_MODES, help=f"stage-1 decoding (default: {d.query_mode}; see ktune.pipeline.config)")
+    p.add_argument("--num-beams", type=int, help=f"beams of the constrained search (default {d.num_beams})")
+    p.add_argument("--max-chars", type=int, help=f"longest question accepted (default {d.max_question_chars} characters)")
+    p.add_argument("--device", help=f"cpu or cuda (default {d.device})")
+    p.add_argument("--dtype", choices=DTYPES, help=f"inference dtype (default: {d.dtype})")
     p.add_argument("--threads", help="torch CPU threads: auto (default: the physical cores; $KTUNE_THREADS "
                    "overrides) or N")
     p.add_argument("--config", metavar="FILE", help="PipelineConfig JSON; flags override it")
 
 
 def add_parser(sub) -> None:
+    from ktune.pipeline.config import PipelineConfig
+
     p = sub.add_parser("ask", help="answer one question from the knowledge base, with provenance")
     p.add_argument("question", nargs="+", help="the question (words are joined with spaces)")
     add_pipeline_options(p)
@@ -41,7 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--input", required=True, metavar="Q.jsonl", help='one JSON object per line with a "question"')
     p.add_argument("--output", required=True, metavar="P.jsonl", help="predictions (input fields passed through)")
     p.add_argument("--no-answer", action="store_true", help="stages 1-2 only: query and knowledge, answer null")
-    p.add_argument("--batch-size", type=int, help="questions per model batch (default 16)")
+    p.add_argument("--batch-size", type=int, help=f"questions per model batch (default {PipelineConfig.batch_size})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_pipeline_options(p)
     add_json_option(p)

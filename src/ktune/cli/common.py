@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
+from ktune.paths import DEFAULT_KB_HELP
+
 
 def add_kb_option(p) -> None:
-    p.add_argument("--kb", metavar="PATH", help="knowledge base file or postgresql:// URL (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)")
+    p.add_argument("--kb", metavar="PATH", help=f"knowledge base file or postgresql:// URL (default: {DEFAULT_KB_HELP})")
     p.add_argument("--schema", metavar="FILE", help="attribute schema JSON (default: the shipped CMeKG schema)")
 
 

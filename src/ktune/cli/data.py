@@ -6,6 +6,8 @@ from ktune.cli.common import add_json_option, add_kb_option, emit_json, open_kb
 
 
 def add_parser(sub) -> None:
+    from ktune.data.config import DataConfig
+
     data = sub.add_parser("data", help="the knowledge-tuning dataset: build")
     ds = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     p = ds.add_parser(
@@ -16,12 +18,12 @@ def add_parser(sub) -> None:
         "DIR/manifest.json and DIR/report.{json,md}.",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--seed", type=int, default=DataConfig.seed, help="build seed (default %(default)s)")
     p.add_argument(
         "--size",
         type=int,
-        default=10_000,
-        help="train records (dev, test_seen, test_unseen scale to 10%%, test_no_knowledge to 3%%)",
+        default=DataConfig.train_size,
+        help="train records (default %(default)s; dev, test_seen, test_unseen scale to 10%%, test_no_knowledge to 3%%)",
     )
     p.add_argument(
         "--teacher", metavar="URL", help="OpenAI-compatible endpoint that rewrites questions/answers"

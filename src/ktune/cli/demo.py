@@ -8,9 +8,10 @@ Steps, each skipped when its output is already there and current (so a second `m
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
+
+from ktune.paths import DEFAULT_KB_HELP
 
 log = logging.getLogger("ktune.demo")
 
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
-    p.add_argument("--kb", metavar="PATH", help="KB file (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)")
+    p.add_argument("--kb", metavar="PATH", help=f"KB file (default: {DEFAULT_KB_HELP})")
     p.add_argument("--data", default="data/demo", help="dataset folder (default: data/demo)")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--eval-limit", type=int, default=300,
@@ -62,17 +63,17 @@ def _ensure_kb(kb) -> None:
 
 def _ensure_dataset(kb, data_dir: Path) -> Path:
     from ktune.data import DataConfig, build_dataset
+    from ktune.data.dataset import Dataset
     from ktune.data.questions import QuestionBank
 
-    manifest = data_dir / "manifest.json"
     config = DataConfig()
     current = {
         "kb_version": kb.version,
         "question_bank_version": QuestionBank.load().version,
         "config": {k: v for k, v in config.to_json().items() if k != "progress"},
     }
-    if manifest.is_file():
-        built = json.loads(manifest.read_text(encoding="utf-8"))
+    built = Dataset.load(data_dir).manifest if data_dir.is_dir() else {}
+    if built:
         if all(built.get(k) == v for k, v in current.items()):
             log.info("step 2/6: dataset %s ready", data_dir)
             return data_dir
@@ -84,12 +85,13 @@ def _ensure_dataset(kb, data_dir: Path) -> Path:
 
 
 def _ensure_run(data_dir: Path, run_dir: Path, retrain: bool) -> Path:
+    from ktune.data.dataset import Dataset
     from ktune.models import resolve_base
     from ktune.train import RunInfo, demo_config, train
 
     log.info("step 3/6: preparing Gemma-3-270M")
     resolve_base("gemma3-270m")
-    data_version = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))["data_version"]
+    data_version = Dataset.load(data_dir).version
     if not retrain and (run_dir / "ktune.json").is_file():
         info = RunInfo.load(run_dir)
         if info.data_version == data_version and (run_dir / "adapter").is_dir():

@@ -21,6 +21,8 @@ HEALTHCHECK_S = 10  # a worker process that does not answer the supervisor's pin
 
 
 def add_parser(sub) -> None:
+    from ktune.pipeline.config import PipelineConfig
+
     p = sub.add_parser(
         "serve",
         help="serve a run over HTTP: web app, /v1/ask, /v1/predict, OpenAI-compatible /v1/chat/completions",
@@ -30,20 +32,20 @@ def add_parser(sub) -> None:
         "Binding to a non-loopback address requires --api-key (or $KTUNE_API_KEY).",
     )
     add_pipeline_options(p)
-    p.add_argument("--batch-size", type=int, help="most questions the worker answers in one model batch (default 16)")
+    p.add_argument("--batch-size", type=int, help=f"most questions the worker answers in one model batch (default {PipelineConfig.batch_size})")
     p.add_argument("--workers", type=int, default=1,
-                   help="serving processes on the port, each loading its own copy of the model (default 1); "
+                   help="serving processes on the port, each loading its own copy of the model (default %(default)s); "
                    "--threads auto divides the physical cores among them")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port to bind (default %(default)s)")
     p.add_argument("--api-key", default=os.environ.get("KTUNE_API_KEY"),
                    help="bearer token required on /v1/* (default: $KTUNE_API_KEY)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long the worker waits to fill a batch (default 5)")
-    p.add_argument("--max-queue", type=int, default=256, help="questions waiting before requests get 503 (default 256)")
-    p.add_argument("--request-timeout", type=float, default=120.0, help="seconds one request may take (default 120)")
-    p.add_argument("--max-body", type=int, default=1_000_000, help="largest request body in bytes (default 1 MB)")
-    p.add_argument("--max-batch-questions", type=int, default=64, help="questions in one /v1/predict call (default 64)")
-    p.add_argument("--max-messages", type=int, default=64, help="messages in one chat request (default 64)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long the worker waits to fill a batch (default %(default)s)")
+    p.add_argument("--max-queue", type=int, default=256, help="questions waiting before requests get 503 (default %(default)s)")
+    p.add_argument("--request-timeout", type=float, default=120.0, help="seconds one request may take (default %(default)s)")
+    p.add_argument("--max-body", type=int, default=1_000_000, help="largest request body in bytes (default %(default)s)")
+    p.add_argument("--max-batch-questions", type=int, default=64, help="questions in one /v1/predict call (default %(default)s)")
+    p.add_argument("--max-messages", type=int, default=64, help="messages in one chat request (default %(default)s)")
     p.add_argument("--shutdown-grace", type=float, default=5.0,
                    help="seconds the running batch may finish after SIGTERM; queued requests get 503 at once")
     p.add_argument("--h2", metavar="DIR", help="serve the expert rating page /h2 for this `ktune eval h2-export` "

@@ -7,6 +7,7 @@ import os
 import sys
 
 from ktune.cli.common import add_json_option, emit_json
+from ktune.paths import DEFAULT_KB_HELP
 
 HELP = {
     "base": "base model: gemma3-270m (packaged demo model), a local HF folder, or a hub id",
@@ -23,7 +24,7 @@ HELP = {
     "prompt_format": "auto: the tokenizer's chat template when it has one, else the plain format",
     "query_head": "query-step softmax: kb (the KB's query vocabulary, as the pipeline decodes; ~20x less LM-head "
                   "work on Gemma-3), full (whole vocabulary), auto (kb when the dataset's KB is at hand)",
-    "kb": "the dataset's KB, for --query-head (default: $KTUNE_KB or $KTUNE_HOME/kb/cmekg.sqlite)",
+    "kb": "the dataset's KB, for --query-head",
     "eval_every": "generation check (dev entity/attribute accuracy) every N steps (0: at the end only)",
     "save_every": "checkpoint every N steps (0: none)",
     "resume": "continue from the latest checkpoint in --out",
@@ -32,6 +33,7 @@ HELP = {
                "other processes' CPU use every 20 steps)",
 }
 SKIP = {"sources"}
+SHOWN_DEFAULTS = {"kb": DEFAULT_KB_HELP}  # defaults resolved later, in words
 
 
 def add_parser(sub) -> None:
@@ -61,7 +63,7 @@ def add_parser(sub) -> None:
             elif f.name == "max_minutes":
                 kind = float
             p.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.split("_")[-1].upper(),
-                           help=f"{help_text} (default: {default})")
+                           help=f"{help_text} (default: {SHOWN_DEFAULTS.get(f.name, default)})")
     add_json_option(p)
     p.set_defaults(func=run)
 

@@ -7,15 +7,16 @@ import json
 import logging
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ktune.data.config import DataConfig
+from ktune.data.dataset import SPLITS, Dataset, DatasetRecord
 from ktune.data.generate import Generator
 from ktune.data.report import make_report, render_card, render_markdown
 from ktune.paths import atomic_write_text
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "dev", "test_seen", "test_unseen", "test_no_knowledge")
 
 
 def build_dataset(kb, out_dir, config: DataConfig | None = None) -> dict:
@@ -51,7 +52,7 @@ def build_dataset(kb, out_dir, config: DataConfig | None = None) -> dict:
         "files": {name: digest for name, digest in sorted(files.items())},
     }
     report["data_version"] = manifest["data_version"]
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+    Dataset.save_manifest(out, manifest)
     atomic_write_text(out / "report.json", json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     atomic_write_text(out / "report.md", render_markdown(report))
     atomic_write_text(out / "README.md", render_card(report, kb.meta.get("attribution", "")))
@@ -62,14 +63,14 @@ def build_dataset(kb, out_dir, config: DataConfig | None = None) -> dict:
     return {**report, "out_dir": str(out), "seconds": seconds}
 
 
-def make_splits(gen: Generator, config: DataConfig) -> dict[str, list[dict]]:
+def make_splits(gen: Generator, config: DataConfig) -> dict[str, list[DatasetRecord]]:
     """All records, split. Test splits use held-out templates only; unseen entities never reach train/dev."""
     from tqdm.auto import tqdm
 
     pools, seed = gen.pools, config.seed
     rng = lambda name: random.Random(f"{seed}:{name}")  # noqa: E731
     seen = pools.seen_pool()
-    splits: dict[str, list[dict]] = {}
+    splits: dict[str, list[DatasetRecord]] = {}
     with tqdm(total=len(SPLITS), desc="dataset splits", unit="split", disable=not config.progress) as bar:
         splits["train"] = _answerable_mix(
             gen, "train", seen, config.train_size, config.max_per_pair, False, config
@@ -77,7 +78,7 @@ def make_splits(gen: Generator, config: DataConfig) -> dict[str, list[dict]]:
         bar.update()
         splits["dev"] = _answerable_mix(gen, "dev", seen, config.dev_size, 1, None, config)
         bar.update()
-        trained = sorted({x["entity"] for x in splits["train"] if x["kind"] == "in_kb"})
+        trained = sorted({x.entity for x in splits["train"] if x.kind == "in_kb"})
         splits["test_seen"] = gen.stratified(
             "test_seen", trained, config.test_seen_size, 1, True, rng("test_seen")
         )
@@ -94,12 +95,11 @@ def make_splits(gen: Generator, config: DataConfig) -> dict[str, list[dict]]:
         bar.update()
     for name in SPLITS:
         random.Random(f"{seed}:order:{name}").shuffle(splits[name])
-        for i, rec in enumerate(splits[name]):
-            rec["id"] = f"{name}-{i:05d}"
+        splits[name] = [replace(rec, id=f"{name}-{i:05d}") for i, rec in enumerate(splits[name])]
     return splits
 
 
-def _answerable_mix(gen, split, entities, size, per_pair, heldout, config) -> list[dict]:
+def _answerable_mix(gen, split, entities, size, per_pair, heldout, config) -> list[DatasetRecord]:
     """In-KB records plus the configured shares of absent-entity and lacking-attribute refusals."""
     r = random.Random(f"{config.seed}:{split}")
     n_abs, n_lack = round(size * config.absent_share), round(size * config.lacking_share)
@@ -109,23 +109,17 @@ def _answerable_mix(gen, split, entities, size, per_pair, heldout, config) -> li
     return records
 
 
-def write_splits(out: Path, splits: dict[str, list[dict]], config: DataConfig) -> dict[str, str]:
+def write_splits(out: Path, splits: dict[str, list[DatasetRecord]], config: DataConfig) -> dict[str, str]:
     """Split files and nested few-shot prefixes; returns {relative path: sha256}."""
     files = {}
     for name in SPLITS:
-        files[f"{name}.jsonl"] = _write_jsonl(out / f"{name}.jsonl", splits[name])
+        files[f"{name}.jsonl"] = Dataset.save_split(out / f"{name}.jsonl", splits[name])
     order = list(splits["train"])
     random.Random(f"{config.seed}:fewshot").shuffle(order)
     for n in config.fewshot_sizes:
         if n <= len(order):
-            files[f"fewshot/train_{n}.jsonl"] = _write_jsonl(out / "fewshot" / f"train_{n}.jsonl", order[:n])
+            files[f"fewshot/train_{n}.jsonl"] = Dataset.save_split(out / "fewshot" / f"train_{n}.jsonl", order[:n])
     return files
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> str:
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write_text(path, text)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _content_hash(files: dict[str, str]) -> str:

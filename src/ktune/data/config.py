@@ -96,7 +96,7 @@ class DataConfig:
     def scaled(cls, size: int, **overrides) -> DataConfig:
         """Defaults scaled to `size` train records: dev and the seen/unseen tests 10%, no-knowledge test 3%."""
         if size < 10:
-            raise ConfigError(f"--size {size} is too small; use at least 10 (default 10000)")
+            raise ConfigError(f"--size {size} is too small; use at least 10 (default {cls.train_size})")
         base = {
             "train_size": size,
             "dev_size": max(5, size // 10),

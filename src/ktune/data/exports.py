@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ktune.data.dataset import DatasetRecord
 from ktune.paths import atomic_write_text
 from ktune.prompt import PromptFormat
 
@@ -13,18 +14,18 @@ STEPS = ("query", "answer", "instruction")
 MESSAGE_SPLITS = ("train", "dev")  # conversational copies for chat-template training
 
 
-def step_example(step: str, record: dict, fmt: PromptFormat) -> tuple[str, str]:
+def step_example(step: str, record: DatasetRecord, fmt: PromptFormat) -> tuple[str, str]:
     """(prompt, completion) of one training step for a record."""
-    q = record["question"]
+    q = record.question
     if step == "query":
-        return fmt.query_prompt(q), fmt.query_target(record["entity"], record["attribute"])
+        return fmt.query_prompt(q), fmt.query_target(record.entity, record.attribute)
     if step == "answer":
-        return fmt.answer_prompt(q, record["knowledge"]), fmt.answer_target(record["answer"])
-    return fmt.instruction_prompt(q), fmt.answer_target(record["answer"])
+        return fmt.answer_prompt(q, record.knowledge), fmt.answer_target(record.answer)
+    return fmt.instruction_prompt(q), fmt.answer_target(record.answer)
 
 
 def write_exports(
-    out: Path, splits: dict[str, list[dict]], fmt: PromptFormat | None = None
+    out: Path, splits: dict[str, list[DatasetRecord]], fmt: PromptFormat | None = None
 ) -> dict[str, str]:
     """DIR/exports/trl/{step}_{split}.jsonl (prompt-completion), trl/messages/{step}_{train,dev}.jsonl
     (conversational) and DIR/exports/llamafactory/*.json + dataset_info.json; returns {path: sha256}."""

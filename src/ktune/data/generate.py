@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ktune.data.answers import AnswerWriter
+from ktune.data.dataset import DatasetRecord
 from ktune.data.questions import QuestionBank
 from ktune.data.splits import EntityPools, allocate, entity_pools
 from ktune.data.surfaces import SurfaceIndex
@@ -146,7 +147,7 @@ class Generator:
                 return True
         return False
 
-    def in_kb(self, split: str, entity: str, attribute: str, heldout: bool | None, rng) -> dict | None:
+    def in_kb(self, split: str, entity: str, attribute: str, heldout: bool | None, rng) -> DatasetRecord | None:
         kind = self.pools.kinds[entity]
         knowledge = self.kb.acquire_knowledge(entity, attribute)
         if len(knowledge_json(knowledge)) > self.config.max_knowledge_chars:
@@ -164,9 +165,9 @@ class Generator:
             return None
         question, tid, surface = got
         answer = self.writer.answer(entity, attribute, kind, surface, knowledge, rng)
-        return _record(question, entity, attribute, knowledge, answer, "in_kb", split, tid, surface, kind)
+        return DatasetRecord("", question, entity, attribute, knowledge, answer, "in_kb", split, tid, surface, kind)
 
-    def lacking(self, split: str, entity: str, attribute: str, heldout: bool | None, rng) -> dict | None:
+    def lacking(self, split: str, entity: str, attribute: str, heldout: bool | None, rng) -> DatasetRecord | None:
         kind = self.pools.kinds[entity]
         got = self._question(
             attribute,
@@ -180,30 +181,30 @@ class Generator:
             return None
         question, tid, surface = got
         answer = self.writer.refuse_lacking(entity, attribute, rng)
-        return _record(question, entity, attribute, {}, answer, "no_knowledge", split, tid, surface, kind)
+        return DatasetRecord("", question, entity, attribute, {}, answer, "no_knowledge", split, tid, surface, kind)
 
-    def absent_record(self, split: str, term: str, kind: str, heldout: bool | None, rng) -> dict | None:
+    def absent_record(self, split: str, term: str, kind: str, heldout: bool | None, rng) -> DatasetRecord | None:
         attribute = rng.choice(self.kb.schema.attributes_for_kind(kind))
         got = self._question(attribute, kind, heldout, rng, lambda: term)
         if got is None:
             return None
         question, tid, surface = got
         answer = self.writer.refuse_absent(surface, rng)
-        return _record(question, None, attribute, {}, answer, "no_knowledge", split, tid, surface, kind)
+        return DatasetRecord("", question, None, attribute, {}, answer, "no_knowledge", split, tid, surface, kind)
 
     # --- many records -------------------------------------------------------------------------
     def stratified(
         self, split: str, entities: list[str], total: int, per_pair: int, heldout, rng
-    ) -> list[dict]:
+    ) -> list[DatasetRecord]:
         """`total` in-KB records over `entities`, an even share per (attribute, entity kind), capped by the KB."""
-        out: list[dict] = []
+        out: list[DatasetRecord] = []
         for _ in range(3):  # top up what duplicate questions cost
             if len(out) >= total:
                 break
             out += self._stratified_once(split, entities, total - len(out), per_pair, heldout, rng)
         return out
 
-    def _stratified_once(self, split, entities, total, per_pair, heldout, rng) -> list[dict]:
+    def _stratified_once(self, split, entities, total, per_pair, heldout, rng) -> list[DatasetRecord]:
         by_key: dict[tuple[str, str], list[str]] = defaultdict(list)  # (attribute, entity kind) -> entities
         for e in entities:
             for a in self.pools.attrs[e]:
@@ -217,7 +218,7 @@ class Generator:
             out += [r for e in order if (r := self.in_kb(split, e, key[0], heldout, rng))]
         return out
 
-    def lacking_records(self, split: str, entities: list[str], n: int, heldout, rng) -> list[dict]:
+    def lacking_records(self, split: str, entities: list[str], n: int, heldout, rng) -> list[DatasetRecord]:
         by_attr: dict[str, list[str]] = defaultdict(list)
         for e in entities:
             for a in self.pools.lacking.get(e, ()):
@@ -230,7 +231,7 @@ class Generator:
                     out.append(r)
         return out
 
-    def absent_records(self, split: str, terms: list[tuple[str, str]], n: int, heldout, rng) -> list[dict]:
+    def absent_records(self, split: str, terms: list[tuple[str, str]], n: int, heldout, rng) -> list[DatasetRecord]:
         out = []
         if not terms:
             return out
@@ -239,21 +240,3 @@ class Generator:
             if r := self.absent_record(split, term, kind, heldout, rng):
                 out.append(r)
         return out
-
-
-def _record(
-    question, entity, attribute, knowledge, answer, kind, split, template, surface, entity_kind
-) -> dict:
-    return {
-        "id": "",
-        "question": question,
-        "entity": entity,
-        "attribute": attribute,
-        "knowledge": knowledge,
-        "answer": answer,
-        "kind": kind,
-        "split": split,
-        "template": template,
-        "surface": surface,
-        "entity_kind": entity_kind,
-    }

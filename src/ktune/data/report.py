@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ktune.data.dataset import DatasetRecord
 from ktune.data.generate import mentioned_entities
 from ktune.kb.linker import normalize
 
 TEST_SPLITS = ("test_seen", "test_unseen", "test_no_knowledge")
 
 
-def make_report(kb, gen, splits: dict[str, list[dict]], config, teacher_stats=None) -> dict:
+def make_report(kb, gen, splits: dict[str, list[DatasetRecord]], config, teacher_stats=None) -> dict:
     counts = {name: _counts(records) for name, records in splits.items()}
     checks = {
         "test_questions_not_in_train": _no_test_in_train(splits),
@@ -20,7 +21,7 @@ def make_report(kb, gen, splits: dict[str, list[dict]], config, teacher_stats=No
         "gold_knowledge_matches_kb": _gold(kb, splits),
         "absent_test_terms_not_in_train": _absent_disjoint(splits),
     }
-    train_entities = {r["entity"] for r in splits["train"] if r["entity"]}
+    train_entities = {r.entity for r in splits["train"] if r.entity}
     return {
         "kb_version": kb.version,
         "schema_version": kb.schema.version,
@@ -48,19 +49,19 @@ def make_report(kb, gen, splits: dict[str, list[dict]], config, teacher_stats=No
     }
 
 
-def _counts(records: list[dict]) -> dict:
-    style = Counter(r["template"].split("/")[1][0] for r in records)
+def _counts(records: list[DatasetRecord]) -> dict:
+    style = Counter(r.template.split("/")[1][0] for r in records)
     return {
         "total": len(records),
-        "by_kind": dict(sorted(Counter(r["kind"] for r in records).items())),
-        "by_attribute": dict(sorted(Counter(r["attribute"] or "-" for r in records).items())),
-        "by_entity_kind": dict(sorted(Counter(r["entity_kind"] for r in records).items())),
+        "by_kind": dict(sorted(Counter(r.kind for r in records).items())),
+        "by_attribute": dict(sorted(Counter(r.attribute or "-" for r in records).items())),
+        "by_entity_kind": dict(sorted(Counter(r.entity_kind for r in records).items())),
         "by_style": {"core": style["c"], "search": style["s"], "vignette": style["v"]},
         "surface_not_canonical": sum(
-            r["entity"] is not None and r["surface"] != r["entity"] for r in records
+            r.entity is not None and r.surface != r.entity for r in records
         ),
-        "distinct_templates": len({r["template"] for r in records}),
-        "by_template": dict(sorted(Counter(r["template"] for r in records).items())),
+        "distinct_templates": len({r.template for r in records}),
+        "by_template": dict(sorted(Counter(r.template for r in records).items())),
     }
 
 
@@ -74,22 +75,22 @@ def _check(violations: list, checked: int) -> dict:
 
 
 def _no_test_in_train(splits) -> dict:
-    train = {normalize(r["question"]) for r in splits["train"]}
+    train = {normalize(r.question) for r in splits["train"]}
     others = [r for name in ("dev", *TEST_SPLITS) for r in splits[name]]
-    return _check([r["id"] for r in others if normalize(r["question"]) in train], len(others))
+    return _check([r.id for r in others if normalize(r.question) in train], len(others))
 
 
 def _heldout_templates(splits, heldout: set[str]) -> dict:
-    base = lambda r: r["template"].split("+", 1)[0]  # noqa: E731  (teacher rewrites add +teacher)
-    bad = [r["id"] for r in splits["train"] if base(r) in heldout]
+    base = lambda r: r.template.split("+", 1)[0]  # noqa: E731  (teacher rewrites add +teacher)
+    bad = [r.id for r in splits["train"] if base(r) in heldout]
     tests = [r for name in TEST_SPLITS for r in splits[name]]
-    bad += [r["id"] for r in tests if base(r) not in heldout]
+    bad += [r.id for r in tests if base(r) not in heldout]
     return _check(bad, len(splits["train"]) + len(tests))
 
 
 def _unseen_not_trained(splits, pools) -> dict:
-    trained = {r["entity"] for name in ("train", "dev") for r in splits[name] if r["entity"]}
-    unseen = sorted({r["entity"] for r in splits["test_unseen"]})
+    trained = {r.entity for name in ("train", "dev") for r in splits[name] if r.entity}
+    unseen = sorted({r.entity for r in splits["test_unseen"]})
     family = sorted({m for e in unseen for m in pools.groups[pools.group_of[e]]})
     return _check([e for e in family if e in trained], len(family))
 
@@ -97,7 +98,7 @@ def _unseen_not_trained(splits, pools) -> dict:
 def _unseen_not_mentioned(splits, gen, kb) -> dict:
     unseen = gen.pools.unseen
     records = splits["train"] + splits["dev"]
-    bad = [r["id"] for r in records if mentioned_entities(kb.linker, r["question"], r["surface"]) & unseen]
+    bad = [r.id for r in records if mentioned_entities(kb.linker, r.question, r.surface) & unseen]
     return _check(bad, len(records))
 
 
@@ -106,23 +107,23 @@ def _gold(kb, splits) -> dict:
     for records in splits.values():
         for r in records:
             n += 1
-            if r["kind"] == "in_kb":
-                fresh = kb.acquire_knowledge(r["entity"], r["attribute"])
-                if not r["knowledge"] or r["knowledge"] != fresh:
-                    bad.append(r["id"])
+            if r.kind == "in_kb":
+                fresh = kb.acquire_knowledge(r.entity, r.attribute)
+                if not r.knowledge or r.knowledge != fresh:
+                    bad.append(r.id)
             elif (
-                r["knowledge"] != {}
-                or (r["entity"] is None and kb.has_entity(r["surface"]))
-                or (r["entity"] is not None and kb.acquire_knowledge(r["entity"], r["attribute"], fallback=True) != {})
+                r.knowledge != {}
+                or (r.entity is None and kb.has_entity(r.surface))
+                or (r.entity is not None and kb.acquire_knowledge(r.entity, r.attribute, fallback=True) != {})
             ):
-                bad.append(r["id"])
+                bad.append(r.id)
     return _check(bad, n)
 
 
 def _absent_disjoint(splits) -> dict:
-    train = {r["surface"] for name in ("train", "dev") for r in splits[name] if r["entity"] is None}
-    test = [r for r in splits["test_no_knowledge"] if r["entity"] is None]
-    return _check([r["id"] for r in test if r["surface"] in train], len(test))
+    train = {r.surface for name in ("train", "dev") for r in splits[name] if r.entity is None}
+    test = [r for r in splits["test_no_knowledge"] if r.entity is None]
+    return _check([r.id for r in test if r.surface in train], len(test))
 
 
 def render_markdown(report: dict) -> str:

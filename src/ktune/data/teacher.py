@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-import urllib.error
-import urllib.request
+import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
+from ktune.chat_api import ChatClient, ChatError
 from ktune.data.answers import clean_value
+from ktune.data.dataset import DatasetRecord
 from ktune.data.generate import mentioned_entities
-from ktune.errors import KtuneError
 from ktune.kb.linker import normalize
 from ktune.prompt import provenance_line, strip_provenance
 
 log = logging.getLogger(__name__)
+API_KEY_ENV = "KTUNE_TEACHER_API_KEY"
 
 QUESTION_PROMPT = (
     "把下面这个医疗问题改写成一位真实用户会提出的自然问法，可以口语化、加入少量背景，但必须原样保留“{surface}”这个名称，"
@@ -32,63 +33,31 @@ ANSWER_PROMPT = (
 )
 
 
-class TeacherError(KtuneError):
-    """The teacher endpoint failed after all retries."""
-
-
 class Teacher:
-    """A minimal OpenAI-compatible chat client (urllib, timeouts, retries with backoff)."""
+    """The teacher endpoint (ktune.chat_api): one user message in, the reply's text out. The API key, when the
+    endpoint needs one, is read from $KTUNE_TEACHER_API_KEY."""
 
-    def __init__(
-        self, url: str, model: str, timeout: float = 60.0, retries: int = 3, temperature: float = 0.7
-    ):
-        base = url.rstrip("/")
-        self.endpoint = (
-            base
-            if base.endswith("/chat/completions")
-            else (base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions"))
-        )
-        self.model, self.timeout, self.retries, self.temperature = model, timeout, retries, temperature
+    def __init__(self, url: str, model: str, timeout: float = 60.0, retries: int = 3, temperature: float = 0.7):
+        self.client = ChatClient(url, model, api_key=os.environ.get(API_KEY_ENV), timeout=timeout, retries=retries,
+                                 temperature=temperature, hint="--teacher URL and --teacher-model")
+        self.endpoint, self.model = self.client.endpoint, model
 
     def complete(self, prompt: str) -> str:
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": [{"role": "user", "content": prompt}],
-                "temperature": self.temperature,
-            }
-        ).encode("utf-8")
-        last = None
-        for attempt in range(self.retries + 1):
-            req = urllib.request.Request(
-                self.endpoint, data=body, headers={"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    data = json.loads(resp.read().decode("utf-8"))
-                return str(data["choices"][0]["message"]["content"]).strip()
-            except (urllib.error.URLError, TimeoutError, OSError, KeyError, IndexError, ValueError) as exc:
-                last = exc
-                if attempt < self.retries:
-                    time.sleep(min(0.2 * 2**attempt, 5.0))
-        raise TeacherError(
-            f"teacher {self.endpoint} (model {self.model!r}) failed {self.retries + 1} times: {last}; "
-            "check --teacher URL and --teacher-model"
-        ) from last
+        return self.client.complete([{"role": "user", "content": prompt}]).strip()
 
 
-def check_question(new: str, record: dict) -> str | None:
+def check_question(new: str, record: DatasetRecord) -> str | None:
     """Why a rewritten question is rejected, or None when it is acceptable."""
     if not new or len(new) > 300:
         return "empty_or_long"
     if "\n" in new.strip():
         return "multiline"
-    if record["surface"] not in new:
+    if record.surface not in new:
         return "drops_entity"
     return None
 
 
-def check_answer(new: str, record: dict, shown: list[str], linker) -> str | None:
+def check_answer(new: str, record: DatasetRecord, shown: list[str], linker) -> str | None:
     """Why a rewritten answer body is rejected: a dropped value or a KB name outside the knowledge."""
     if not new or len(new) > 2000:
         return "empty_or_long"
@@ -96,11 +65,11 @@ def check_answer(new: str, record: dict, shown: list[str], linker) -> str | None
     if any(normalize(v) not in flat for v in shown if normalize(v)):
         return "drops_value"
     allowed = normalize(
-        json.dumps(record["knowledge"], ensure_ascii=False) + record["question"] + record["answer"]
+        json.dumps(record.knowledge, ensure_ascii=False) + record.question + record.answer
     )
     for entity in sorted(mentioned_entities(linker, new)):
         if (
-            entity != record["entity"]
+            entity != record.entity
             and normalize(entity) not in allowed
             and not _mention_allowed(new, entity, allowed, linker)
         ):
@@ -117,40 +86,30 @@ def _mention_allowed(text: str, entity: str, allowed: str, linker) -> bool:
     return False
 
 
-def rewrite_record(record: dict, teacher: Teacher, writer, linker) -> tuple[dict, dict]:
+def rewrite_record(record: DatasetRecord, teacher: Teacher, writer, linker) -> tuple[DatasetRecord, dict]:
     """(new record, {"question": accepted|reason, "answer": ...}). Knowledge and labels never change."""
-    out, status = dict(record), {}
+    new, status = {}, {}
     try:
-        q = teacher.complete(
-            QUESTION_PROMPT.format(
-                surface=record["surface"], attribute=record["attribute"] or "", question=record["question"]
-            )
-        )
+        q = teacher.complete(QUESTION_PROMPT.format(surface=record.surface, attribute=record.attribute or "",
+                                                    question=record.question))
         status["question"] = check_question(q, record) or "accepted"
         if status["question"] == "accepted":
-            out["question"] = q
-        if record["kind"] == "in_kb":
-            body = strip_provenance(record["answer"])
-            a = teacher.complete(
-                ANSWER_PROMPT.format(
-                    knowledge=json.dumps(record["knowledge"], ensure_ascii=False), answer=body
-                )
-            )
+            new["question"] = q
+        if record.kind == "in_kb":
+            body = strip_provenance(record.answer)
+            a = teacher.complete(ANSWER_PROMPT.format(knowledge=json.dumps(record.knowledge, ensure_ascii=False),
+                                                      answer=body))
             a = strip_provenance(a)
-            status["answer"] = (
-                check_answer(
-                    a, record, [clean_value(v) for v in writer.shown_values(record["knowledge"])], linker
-                )
-                or "accepted"
-            )
+            shown = [clean_value(v) for v in writer.shown_values(record.knowledge)]
+            status["answer"] = check_answer(a, record, shown, linker) or "accepted"
             if status["answer"] == "accepted":
-                out["answer"] = a + "\n" + provenance_line(record["knowledge"])
-    except TeacherError as exc:
-        log.warning("teacher failed on %s: %s", record["id"] or record["question"], exc)
+                new["answer"] = a + "\n" + provenance_line(record.knowledge)
+    except ChatError as exc:
+        log.warning("teacher failed on %s: %s", record.id or record.question, exc)
         status.setdefault("question", "error")
-    if status.get("question") == "accepted" or status.get("answer") == "accepted":
-        out["template"] = record["template"] + "+teacher"
-    return out, status
+    if new:
+        new["template"] = record.template + "+teacher"
+    return replace(record, **new), status
 
 
 def rewrite_splits(splits: dict, teacher: Teacher, gen, config) -> dict:
@@ -163,11 +122,11 @@ def rewrite_splits(splits: dict, teacher: Teacher, gen, config) -> dict:
         records = splits.get(split, [])
         with ThreadPoolExecutor(max_workers=config.teacher_workers) as pool:
             results = list(pool.map(lambda r: rewrite_record(r, teacher, gen.writer, linker), records))
-        seen = {normalize(r["question"]) for name, rs in splits.items() if name != split for r in rs}
+        seen = {normalize(r.question) for name, rs in splits.items() if name != split for r in rs}
         for i, (new, status) in enumerate(results):
-            if normalize(new["question"]) in seen and new["question"] != records[i]["question"]:
-                new["question"], status["question"] = records[i]["question"], "duplicate"
-            seen.add(normalize(new["question"]))
+            if normalize(new.question) in seen and new.question != records[i].question:
+                new, status["question"] = replace(new, question=records[i].question), "duplicate"
+            seen.add(normalize(new.question))
             records[i] = new
             for part, result in status.items():
                 stats[part][result] = stats[part].get(result, 0) + 1

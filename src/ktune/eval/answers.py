@@ -28,16 +28,16 @@ class InstructionSystem:
         self._run = None
 
     def predict(self, questions: list[str]) -> list[Prediction]:
-        from ktune.eval.generation import generate_from_ids, instruction_prompt_ids
+        from ktune.decoding import GreedyDecoder
 
         if self._run is None:
             from ktune.train.run import load_run
 
             self._run = load_run(self.run_dir, device=self.device)
         run = self._run
-        ids = [instruction_prompt_ids(run.tokenizer, run.prompt_format, q) for q in questions]
-        texts = generate_from_ids(run.model, run.tokenizer, run.prompt_format, ids,
-                                  max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        texts = GreedyDecoder(run.model, run.tokenizer, run.prompt_format).texts(
+            [run.prompt_format.instruction_prompt(q) for q in questions], self.max_new_tokens,
+            batch_size=self.batch_size)
         return [Prediction(None, None, None, {}, bool(REFUSAL_RE.search(t)), answer=t) for t in texts]
 
 

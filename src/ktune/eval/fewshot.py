@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import time
 from pathlib import Path
 
+from ktune.data.dataset import Dataset
 from ktune.errors import ConfigError
 from ktune.eval.items import load_test_items
 from ktune.eval.retrieval import evaluate_system
@@ -18,12 +18,7 @@ FEWSHOT_SPLITS = ("test_seen", "test_unseen", "test_no_knowledge")
 
 def available_sizes(data_dir: str | Path) -> list[int]:
     """The N of every DIR/fewshot/train_N.jsonl, ascending."""
-    sizes = []
-    for p in (Path(data_dir) / "fewshot").glob("train_*.jsonl"):
-        m = re.fullmatch(r"train_(\d+)\.jsonl", p.name)
-        if m:
-            sizes.append(int(m.group(1)))
-    return sorted(sizes)
+    return Dataset.load(data_dir).fewshot_sizes()
 
 
 def cpu_schedule(base_cfg, n: int, epochs: float = 2.0, max_steps: int = 200, max_minutes: float | None = 5.0):

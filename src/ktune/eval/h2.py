@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from ktune.chat_api import ChatClient
 from ktune.errors import ConfigError
 from ktune.eval.metrics import bootstrap_mean, proportion
 from ktune.prompt import strip_provenance
@@ -51,6 +51,7 @@ class JudgeConfig:
     model: str | None = None
     api_key_env: str = "KTUNE_JUDGE_API_KEY"  # the key is read from this environment variable when set
     timeout_s: float = 60.0
+    retries: int = 2  # connection errors, timeouts, 408/429/5xx (ktune.chat_api)
     seed: int = 0
     show_provenance: bool = False
 
@@ -62,13 +63,6 @@ class JudgeConfig:
     def configured(self) -> bool:
         return bool(self.url and self.model)
 
-    @property
-    def endpoint(self) -> str:
-        url = self.url.rstrip("/")
-        if url.endswith("/chat/completions"):
-            return url
-        return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
-
 
 class Judge:
     """Sends rubric prompts to /v1/chat/completions at temperature 0 and parses the JSON verdict."""
@@ -77,26 +71,11 @@ class Judge:
         if not cfg.configured:
             raise ConfigError("no H2 judge configured: pass --judge-url URL --judge-model NAME")
         self.cfg = cfg
+        self.client = ChatClient(cfg.url, cfg.model, api_key=os.environ.get(cfg.api_key_env), timeout=cfg.timeout_s,
+                                 retries=cfg.retries, temperature=0, hint="--judge-url and --judge-model")
 
     def chat(self, user: str) -> str:
-        import os
-
-        body = {"model": self.cfg.model, "temperature": 0,
-                "messages": [{"role": "system", "content": RUBRIC}, {"role": "user", "content": user}]}
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.cfg.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        req = urllib.request.Request(self.cfg.endpoint, json.dumps(body).encode(), headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
-                data = json.loads(resp.read().decode("utf-8"))
-        except (urllib.error.URLError, TimeoutError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"the H2 judge at {self.cfg.endpoint} failed: {exc}; check --judge-url") from exc
-        try:
-            return data["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise ConfigError(f"the H2 judge at {self.cfg.endpoint} returned no choices[0].message.content") from exc
+        return self.client.complete([{"role": "system", "content": RUBRIC}, {"role": "user", "content": user}])
 
     def absolute(self, question: str, answer: str) -> dict | None:
         verdict = parse_verdict(self.chat(ABSOLUTE_TASK.format(question=question, answer=answer)))

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ktune.errors import InputError
-from ktune.jsonl import read_jsonl
+from ktune.data.dataset import Dataset, DatasetRecord
+from ktune.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -83,31 +83,20 @@ class TestItem:
         return "alias_or_variant"
 
     @classmethod
-    def from_record(cls, rec: dict, split: str = "") -> TestItem:
-        try:
-            return cls(
-                id=str(rec["id"]),
-                question=rec["question"],
-                entity=rec.get("entity"),
-                attribute=rec.get("attribute"),
-                knowledge=rec.get("knowledge") or {},
-                kind=rec.get("kind") or ("in_kb" if rec.get("knowledge") else "no_knowledge"),
-                split=rec.get("split") or split,
-                template=str(rec.get("template") or ""),
-                surface=rec.get("surface") or "",
-                entity_kind=rec.get("entity_kind"),
-                answer=rec.get("answer") or "",
-            )
-        except KeyError as exc:
-            raise InputError(f"test record lacks field {exc}; expected the dataset contract's fields") from exc
+    def from_record(cls, rec: DatasetRecord) -> TestItem:
+        return cls(id=rec.id, question=rec.question, entity=rec.entity, attribute=rec.attribute,
+                   knowledge=rec.knowledge, kind=rec.kind, split=rec.split, template=rec.template,
+                   surface=rec.surface, entity_kind=rec.entity_kind, answer=rec.answer)
 
 
 def load_split(data_dir: str | Path, split: str, limit: int | None = None) -> list[TestItem]:
-    path = Path(data_dir) / f"{split}.jsonl"
-    if not path.is_file():
-        raise InputError(f"no split file {path}; build a dataset with `ktune data build --out {data_dir}`")
-    recs = read_jsonl(path)[: limit or None]
-    return [TestItem.from_record(r, split) for r in recs]
+    try:
+        records = Dataset.load(data_dir).records(split, limit=limit, empty_ok=True)
+    except ConfigError as exc:
+        raise InputError(f"{exc}; build a dataset with `ktune data build --out {data_dir}`") from exc
+    if any(not r.id for r in records):
+        raise InputError(f"a record of {Path(data_dir) / split}.jsonl has no id; expected the dataset contract's fields")
+    return [TestItem.from_record(r) for r in records]
 
 
 # --- labelled question files --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from ktune.eval.items import REAL_SPLITS, Label, read_labels, real_split_path
+from ktune.paths import DEFAULT_KB_HELP
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="verify labels against the KB")
     c.add_argument("files", nargs="*", type=Path, help="labelled JSONL files (default: the shipped real-style splits)")
-    c.add_argument("--kb", metavar="PATH", help="KB file (default: $KTUNE_KB or the imported CMeKG)")
+    c.add_argument("--kb", metavar="PATH", help=f"KB file (default: {DEFAULT_KB_HELP})")
     args = p.parse_args(argv)
     from ktune.errors import KtuneError
     from ktune.kb import KnowledgeBase

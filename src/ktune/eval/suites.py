@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ktune.data.dataset import MANIFEST, Dataset
 from ktune.errors import ConfigError
 from ktune.eval.items import load_test_items
 from ktune.eval.retrieval import evaluate_system
@@ -97,12 +97,15 @@ def build_systems(kb, cfg: EvalConfig) -> list:
 def read_manifest(data_dir) -> dict:
     if data_dir is None:
         return {}
-    path = Path(data_dir) / "manifest.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        log.warning("no readable %s: the report will not name the dataset version", path)
-        return {}
+        manifest = Dataset.load(data_dir).manifest
+    except ConfigError as exc:
+        manifest, reason = {}, str(exc)
+    else:
+        reason = f"no {Path(data_dir) / MANIFEST}"
+    if not manifest:
+        log.warning("%s: the report will not name the dataset version", reason)
+    return manifest
 
 
 def provenance_warnings(kb, cfg: EvalConfig, manifest: dict) -> list[str]:

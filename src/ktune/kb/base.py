@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -17,7 +16,7 @@ from ktune.kb.linker import EntityLinker, Link
 from ktune.kb.readers import read_source
 from ktune.kb.schema import Schema
 from ktune.kb.store import KnowledgeStore, is_url, open_store
-from ktune.paths import default_kb_path
+from ktune.paths import default_kb
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,7 @@ class KnowledgeBase:
         `path` is an SQLite file, or a `postgresql://user@host:port/db` URL (needs the `postgres` extra).
         `read_only`: every write fails (serving processes; the SQLite file is opened with mode=ro).
         """
-        env = os.environ.get("KTUNE_KB", "")
-        target = path or (env if is_url(env) else default_kb_path())
+        target = path or default_kb()
         store = open_store(target if is_url(target) else Path(target), create=create, read_only=read_only)
         kb = cls(store, Schema.load(schema))
         kb._check_schema_version()

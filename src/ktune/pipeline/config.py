@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ktune.errors import ConfigError
 from ktune.threads import ADAPTIVE, parse_threads
+from ktune.train.loading import DTYPES
 
 # How stage 1 turns the model's output into a KB key (measured in bench/pipeline.py --variants):
 #   free      unconstrained greedy decode, then the KB's entity linker maps the string to a KB key
@@ -24,7 +25,6 @@ from ktune.threads import ADAPTIVE, parse_threads
 # by a fuzzy guess) and no constrained candidate agrees with it (see QueryStage.rerank): greedy trie decoding
 # alone forces a KB key onto questions the KB cannot answer.
 QUERY_MODES = ("free", "greedy", "beam", "rerank", "fallback")
-DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTRIBUTE_SCOPES = ("entity", "kind")
 QUERY_VOCABS = ("kb", "full")
 ANSWER_DECODINGS = ("draft", "full")

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ktune.decoding import GreedyDecoder
 from ktune.pipeline.constrained import QueryConstraintProcessor
-from ktune.pipeline.trie import QueryGrammar, encode_piece
+from ktune.pipeline.trie import QueryGrammar
 from ktune.query_vocab import SubsetHead, head_logits, output_embeddings_owner, with_head
 
 # Generation settings that change greedy logits, with their neutral values (a model's generation_config may set
@@ -52,8 +53,9 @@ class DraftStats:
     whole_head: bool = False  # too many drafts were replaced: the rest was decoded with the whole head
 
 
-class Decoder:
-    """Wraps a causal LM + tokenizer; prompts are encoded by the run's PromptFormat.encode_prompt, as in training.
+class Decoder(GreedyDecoder):
+    """The pipeline's decoder: ktune.decoding.GreedyDecoder (same prompts, padding, end and pad tokens) plus the
+    KB grammar, beams, streaming and draft-and-verify.
 
     `head`: decode through this output head instead of the model's own (ktune.query_vocab.with_head: a view;
     the shared model is never changed). `draft_ids`: the draft vocabulary for full-vocabulary greedy decoding
@@ -62,16 +64,7 @@ class Decoder:
 
     def __init__(self, model, tokenizer, prompt_format, head: nn.Module | None = None,
                  draft_ids: list[int] | None = None):
-        self.base_model = model
-        self.model = with_head(model, head)
-        self.head = head
-        self.tokenizer = tokenizer
-        self.fmt = prompt_format
-        self.stop_ids = encode_piece(tokenizer, prompt_format.stop)
-        eos = tokenizer.eos_token_id
-        self.end_ids = [self.stop_ids[-1]] + ([eos] if eos is not None else [])
-        pad = tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else (eos if eos is not None else 0)
+        super().__init__(model, tokenizer, prompt_format, head)
         self.draft_ids = None if draft_ids is None else sorted({*draft_ids, *self.end_ids, self.pad_id})
         self.lookup = 0  # prompt-lookup draft length for single ungrammared prompts (see with_head)
 
@@ -83,34 +76,6 @@ class Decoder:
         decoder = Decoder(self.base_model, self.tokenizer, self.fmt, head)
         decoder.lookup = lookup
         return decoder
-
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    def encode_prompts(self, prompts: list[str], forced: list[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded input ids and attention mask; `forced` token ids are appended to each prompt."""
-        ids = [self.fmt.encode_prompt(self.tokenizer, p) for p in prompts]
-        if forced:
-            ids = [x + f for x, f in zip(ids, forced, strict=True)]
-        return self._pad(ids)
-
-    def _pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(map(len, ids))
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, seq in enumerate(ids):
-            input_ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq) :] = 1
-        return input_ids.to(self.device), mask.to(self.device)
-
-    def _text(self, tokens: list[int]) -> tuple[str, tuple[int, ...]]:
-        out = []
-        for t in tokens:
-            if t in self.end_ids or t == self.pad_id:
-                break
-            out.append(t)
-        return self.tokenizer.decode(out, skip_special_tokens=True), tuple(out)
 
     @torch.inference_mode()
     def greedy(self, prompts: list[str], max_new_tokens: int, grammar: QueryGrammar | None = None,
@@ -127,19 +92,8 @@ class Decoder:
         extra = {}
         if self.lookup and len(prompts) == 1 and grammar is None and streamer is None:
             extra["prompt_lookup_num_tokens"] = self.lookup
-        out = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            eos_token_id=self.end_ids,
-            pad_token_id=self.pad_id,
-            logits_processor=processors,
-            streamer=streamer,
-            **extra,
-        )
-        gen = out[:, input_ids.shape[1] :].tolist()
+        gen = self.generate_ids(input_ids, mask, max_new_tokens, logits_processor=processors, streamer=streamer,
+                                **extra)
         return [Beam(*self._text(row), 0.0) for row in gen]
 
     @torch.inference_mode()

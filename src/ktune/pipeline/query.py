@@ -302,21 +302,6 @@ class QueryStage:
             return [[b] for b in self.query_decoder.greedy(prompts, n_tok, self.grammar)]
         return self.query_decoder.beams(prompts, n_tok, self.grammar, self.config.num_beams)
 
-    def with_entities(self, questions: list[str], entities: list[str]) -> list[Query]:
-        """Oracle-entity ablation: the entity is given (forced after the prompt as `entity|`), the model
-        picks only the attribute, under the grammar. Entities must be KB names or aliases."""
-        from ktune.prompt import encode_pieces
-
-        prompts = [self.fmt.query_prompt(q) for q in questions]
-        forced = [encode_pieces(self.decoder.tokenizer, [e, self.fmt.separator]) for e in entities]
-        beams = self.query_decoder.greedy(prompts, self.config.max_query_tokens, self.grammar, forced)
-        out = []
-        for entity, f, beam in zip(entities, forced, beams, strict=True):
-            state = self.grammar.walk(f + list(beam.tokens) + self.decoder.stop_ids)
-            linked = self._canonical(entity, state.attribute)[0] if state.complete else None
-            out.append(Query(entity, state.attribute, linked, 1.0, "oracle", f"{entity}{self.fmt.separator}{beam.text}"))
-        return out
-
     # --- free output -> KB key ----------------------------------------------------------------
     def resolve_free(self, text: str) -> Query:
         """Parse `entity|attribute`, map the attribute onto the schema and the entity through the linker."""

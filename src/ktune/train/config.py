@@ -8,10 +8,10 @@ from pathlib import Path
 
 from ktune.errors import ConfigError
 from ktune.threads import parse_threads
+from ktune.train.loading import DTYPES
 
 METHODS = ("knowledge", "instruction")
 BATCHING = ("group", "pack", "random")
-DTYPES = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 PROMPT_FORMATS = ("auto", "plain", "chat")
 QUERY_HEADS = ("auto", "kb", "full")

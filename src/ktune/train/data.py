@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
+from ktune.data.dataset import DatasetRecord
 from ktune.errors import ConfigError
-from ktune.jsonl import read_jsonl
 from ktune.prompt import PromptFormat, encode_pieces
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-SPLITS = ("train", "dev", "test_seen", "test_unseen", "test_no_knowledge")
 
 
 @dataclass(frozen=True)
@@ -24,33 +21,6 @@ class Example:
     labels: list[int]  # IGNORE on BOS + prompt, token ids on the target (+ EOS)
     step: str  # query | answer | instruction
     record_id: str
-
-
-def load_manifest(data_dir: str | Path) -> dict:
-    path = Path(data_dir) / "manifest.json"
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def load_records(data_dir: str | Path, split: str = "train", subset: int | None = None) -> list[dict]:
-    """Records of one split; `subset` N uses DIR/fewshot/train_N.jsonl when it exists, else the first N."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise ConfigError(f"dataset folder {data_dir} does not exist; build one with `ktune data build --out {data_dir}`")
-    path = data_dir / f"{split}.jsonl"
-    if split == "train" and subset:
-        fewshot = data_dir / "fewshot" / f"train_{subset}.jsonl"
-        if fewshot.is_file():
-            return read_jsonl(fewshot)
-    if not path.is_file():
-        raise ConfigError(f"{path} is missing; a dataset folder holds {', '.join(s + '.jsonl' for s in SPLITS)}")
-    records = read_jsonl(path)
-    if subset:
-        records = records[:subset]
-    if not records:
-        raise ConfigError(f"{path} holds no records")
-    return records
 
 
 def encode(tokenizer, fmt: PromptFormat, prompt: str, pieces: list[str], step: str, record_id: str) -> Example:
@@ -62,20 +32,20 @@ def encode(tokenizer, fmt: PromptFormat, prompt: str, pieces: list[str], step: s
     return Example(prompt_ids + target, [IGNORE] * len(prompt_ids) + list(target), step, record_id)
 
 
-def record_examples(rec: dict, tokenizer, fmt: PromptFormat, method: str, with_answer: bool, refusals: bool) -> list[Example]:
-    q, rid = rec["question"], str(rec.get("id", ""))
+def record_examples(rec: DatasetRecord, tokenizer, fmt: PromptFormat, method: str, with_answer: bool,
+                    refusals: bool) -> list[Example]:
+    q, rid = rec.question, rec.id
     if method == "instruction":
-        return [encode(tokenizer, fmt, fmt.instruction_prompt(q), fmt.answer_target_pieces(rec["answer"]), "instruction", rid)]
-    out = [encode(tokenizer, fmt, fmt.query_prompt(q), fmt.query_target_pieces(rec.get("entity"), rec.get("attribute")),
-                  "query", rid)]
-    has_knowledge = rec.get("kind") == "in_kb" and bool(rec.get("knowledge"))
+        return [encode(tokenizer, fmt, fmt.instruction_prompt(q), fmt.answer_target_pieces(rec.answer), "instruction", rid)]
+    out = [encode(tokenizer, fmt, fmt.query_prompt(q), fmt.query_target_pieces(rec.entity, rec.attribute), "query", rid)]
+    has_knowledge = rec.kind == "in_kb" and bool(rec.knowledge)
     if with_answer and (has_knowledge or refusals):
-        prompt = fmt.answer_prompt(q, rec.get("knowledge") or {})
-        out.append(encode(tokenizer, fmt, prompt, fmt.answer_target_pieces(rec["answer"]), "answer", rid))
+        prompt = fmt.answer_prompt(q, rec.knowledge)
+        out.append(encode(tokenizer, fmt, prompt, fmt.answer_target_pieces(rec.answer), "answer", rid))
     return out
 
 
-def build_examples(records: list[dict], tokenizer, fmt: PromptFormat, *, method: str = "knowledge",
+def build_examples(records: list[DatasetRecord], tokenizer, fmt: PromptFormat, *, method: str = "knowledge",
                    max_length: int = 256, answer_fraction: float = 1.0, answer_refusals: bool = False,
                    seed: int = 0) -> tuple[list[Example], dict]:
     """All training examples of the records, and counts (per step kind, skipped as too long)."""

@@ -10,7 +10,7 @@ from ktune.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("auto", "bf16", "fp16", "fp32")
+DTYPES = ("auto", "bf16", "fp16", "fp32")  # the one list: TrainConfig, PipelineConfig and --dtype choices
 TORCH_TO_NAME = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 FAST_CLASSES = {"PreTrainedTokenizerFast", "TokenizersBackend"}
 

@@ -1,5 +1,8 @@
 """Target-only causal-LM loss: run the decoder body, apply the LM head only where labels are set.
 
+The head's output goes through the model's own post-processing (ktune.query_vocab.head_logits: Gemma's final-logit
+softcap, another architecture's logit scaling), so the loss is the one of the model's full logits.
+
 Gemma-3's 262k-token LM head dominates CPU cost; knowledge-tuning targets are a few tokens per example,
 so projecting only those hidden states skips most of the work (same loss as the full-logits version).
 """
@@ -10,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ktune.query_vocab import head_logits
 from ktune.train.data import IGNORE
 
 
@@ -52,7 +56,7 @@ class TargetLoss(nn.Module):
         w = weights[:, 1:]
         head = causal_lm.get_output_embeddings()
         if self.query_ids is None or query_mask is None:
-            parts = [(head(hidden[keep]), targets[keep], w[keep])]
+            parts = [(hidden[keep], None, targets[keep], w[keep])]
         else:
             in_query = keep & query_mask[:, 1:].bool()
             other = keep & ~in_query
@@ -60,17 +64,16 @@ class TargetLoss(nn.Module):
             sub_targets = row_of[targets[in_query]]
             if bool((sub_targets < 0).any()):
                 raise ValueError("a query-step target token is outside the query vocabulary (ktune.query_vocab)")
-            sub_logits = hidden[in_query] @ rows.T
-            if getattr(head, "bias", None) is not None:
-                sub_logits = sub_logits + head.bias[self.query_ids.to(head.bias.device)]
-            parts = [(sub_logits, sub_targets, w[in_query]), (head(hidden[other]), targets[other], w[other])]
-        softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+            bias = getattr(head, "bias", None)
+            sub_head = _Rows(rows, None if bias is None else bias[self.query_ids.to(bias.device)])
+            parts = [(hidden[in_query], sub_head, sub_targets, w[in_query]),
+                     (hidden[other], None, targets[other], w[other])]
         loss_sum = hidden.new_zeros((), dtype=torch.float32)
-        for logits, tgt, tw in parts:
+        for h, part_head, tgt, tw in parts:
             if tgt.numel() == 0:
                 continue
-            if softcap:
-                logits = torch.tanh(logits / softcap) * softcap
+            # the model's own head post-processing (Gemma's softcap, Granite's scaling) applies, see head_logits
+            logits = head_logits(causal_lm, h, part_head)
             token_loss = F.cross_entropy(logits.float(), tgt, reduction="none")
             loss_sum = loss_sum + (token_loss * tw.to(token_loss.dtype)).sum()
         return loss_sum, w[keep].sum(), keep.sum()
@@ -89,6 +92,18 @@ class TargetLoss(nn.Module):
         if self._rows[0] is None or self._rows[0].dtype != weight.dtype:
             self._rows = (weight.detach()[ids].contiguous(), self._rows[1])
         return self._rows
+
+
+class _Rows(nn.Module):
+    """An output head of some rows of the LM head: logits for those tokens only (the query step's softmax)."""
+
+    def __init__(self, rows: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.rows, self.bias = rows, bias
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = hidden @ self.rows.T
+        return logits if self.bias is None else logits + self.bias
 
 
 def full_logits_loss(model, input_ids, attention_mask, labels, position_ids=None) -> torch.Tensor:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ktune.data.dataset import Dataset, DatasetRecord
 from ktune.errors import ConfigError
 from ktune.prompt import PromptFormat
 from ktune.train import checkpoint as ckpt
 from ktune.train.config import TrainConfig
-from ktune.train.data import build_examples, collate, epoch_batches, load_manifest, load_records
+from ktune.train.data import build_examples, collate, epoch_batches
 from ktune.train.generation import query_accuracy
 
 log = logging.getLogger(__name__)
@@ -76,14 +76,15 @@ def lora_model(model, config: TrainConfig):
     return peft_model
 
 
-def lr_lambda_factory(warmup: int, total: int):
-    def lr_lambda(step: int) -> float:  # linear warmup, then cosine decay to 10%
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+def lr_schedule(optimizer, warmup: int, total: int):
+    """Linear warmup, then cosine decay to 10%: transformers' cosine-with-min-LR schedule, run one step ahead
+    (warmup + 1, total + 1) so that step k (from 0) trains at lr * (k + 1) / (warmup + 1) during the warmup, never
+    at 0, and the decay reaches its end at `total`. The scheduler's state (checkpointed) is its position."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    return lr_lambda
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    return get_cosine_with_min_lr_schedule_with_warmup(optimizer, warmup + 1, total + 1, min_lr_rate=0.1, last_epoch=0)
 
 
 def setup(config: TrainConfig) -> Session:
@@ -96,15 +97,15 @@ def setup(config: TrainConfig) -> Session:
 
     config.require_paths()
     t0 = time.perf_counter()
-    records = load_records(config.data, "train", config.subset)
-    manifest = load_manifest(config.data)
+    dataset = Dataset.load(config.data)
+    records, manifest = dataset.records("train", config.subset), dataset.manifest
     accelerator = Accelerator(cpu=resolve_device(config.device) == "cpu")
     model, tokenizer, base_info = load_base(config.base, device=str(accelerator.device), dtype=config.dtype)
     fmt = choose_prompt_format(config, tokenizer)
     examples, counts = build_examples(records, tokenizer, fmt, method=config.method, max_length=config.max_length,
                                       answer_fraction=config.answer_fraction, answer_refusals=config.answer_refusals,
                                       seed=config.seed)
-    dev = _dev_records(config, records)
+    dev = _dev_records(config, dataset, records)
     query_ids, base_info["query_head"] = query_head_ids(config, manifest, tokenizer, fmt, examples)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -116,7 +117,7 @@ def setup(config: TrainConfig) -> Session:
     world = accelerator.num_processes
     s.batches_per_epoch = max(1, math.ceil(len(examples) / config.batch_size) // world)
     s.total_steps = config.steps or max(1, math.ceil(config.epochs * s.batches_per_epoch / config.grad_accum))
-    s.scheduler = torch.optim.lr_scheduler.LambdaLR(s.optimizer, lr_lambda_factory(config.warmup_steps, s.total_steps))
+    s.scheduler = lr_schedule(s.optimizer, config.warmup_steps, s.total_steps)
     s.loss_module, s.optimizer = accelerator.prepare(s.loss_module, s.optimizer)
     s.timings["load_s"] = round(time.perf_counter() - t0, 2)
     n_train = sum(p.numel() for p in params)
@@ -129,7 +130,7 @@ def setup(config: TrainConfig) -> Session:
 def query_head_ids(config: TrainConfig, manifest: dict, tokenizer, fmt: PromptFormat, examples) -> tuple[list | None, dict]:
     """The query vocabulary (ktune.query_vocab) for query-step targets, or None (whole vocabulary), and why."""
     from ktune.kb import KnowledgeBase
-    from ktune.paths import default_kb_path
+    from ktune.paths import default_kb
     from ktune.query_vocab import query_token_ids
 
     def whole(reason: str) -> tuple[None, dict]:
@@ -142,7 +143,7 @@ def query_head_ids(config: TrainConfig, manifest: dict, tokenizer, fmt: PromptFo
         return None, {"mode": "full", "reason": "requested"}
     if config.method != "knowledge":
         return whole(f"method {config.method} has no query step")
-    target = config.kb or os.environ.get("KTUNE_KB") or str(default_kb_path())
+    target = str(config.kb or default_kb())
     if "://" not in target and not Path(target).is_file():
         return whole(f"no KB at {target}")
     with KnowledgeBase.open(target) as kb:
@@ -156,7 +157,7 @@ def query_head_ids(config: TrainConfig, manifest: dict, tokenizer, fmt: PromptFo
     return sorted(ids | outside), {"mode": "kb", "kb": target, "tokens": len(ids | outside), "outside": len(outside)}
 
 
-def _dev_records(config: TrainConfig, train_records: list[dict]) -> list[dict]:
+def _dev_records(config: TrainConfig, dataset: Dataset, train_records: list[DatasetRecord]) -> list[DatasetRecord]:
     if config.method != "knowledge":
         return []
     if config.eval_split == "train":
@@ -164,7 +165,7 @@ def _dev_records(config: TrainConfig, train_records: list[dict]) -> list[dict]:
         random.Random(config.seed).shuffle(dev)
         return dev[:config.eval_samples]
     try:
-        dev = load_records(config.data, config.eval_split)
+        dev = dataset.records(config.eval_split)
     except ConfigError:
         log.warning("no %s split in %s: the generation check uses training records", config.eval_split, config.data)
         dev = list(train_records)

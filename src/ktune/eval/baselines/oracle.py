@@ -44,16 +44,18 @@ class OracleEntitySystem:
         raise TypeError("the oracle-entity system needs gold entities: call predict_items(items)")
 
     def _batch(self, items) -> list[Prediction]:
-        from ktune.eval.generation import generate_from_ids, oracle_prompt_ids
+        from ktune.decoding import GreedyDecoder
+        from ktune.prompt import encode_pieces
 
         run = self._load()
         fmt = run.prompt_format
         preds: list[Prediction] = [lookup(self.kb, None, None, oracle=True) for _ in items]  # abstain: no gold entity
         todo = [(n, it) for n, it in enumerate(items) if it.entity]
         if todo:
-            ids = [oracle_prompt_ids(run.tokenizer, fmt, it.question, it.entity) for _, it in todo]
-            texts = generate_from_ids(run.model, run.tokenizer, fmt, ids, max_new_tokens=self.max_new_tokens,
-                                      batch_size=self.batch_size)
+            prompts = [fmt.query_prompt(it.question) for _, it in todo]
+            forced = [encode_pieces(run.tokenizer, [it.entity, fmt.separator]) for _, it in todo]
+            texts = GreedyDecoder(run.model, run.tokenizer, fmt).texts(prompts, self.max_new_tokens, forced=forced,
+                                                                       batch_size=self.batch_size)
             for (n, it), text in zip(todo, texts, strict=True):
                 preds[n] = lookup(self.kb, it.entity, text.strip() or None, oracle=True, raw=text)
         return preds
