@@ -528,7 +528,7 @@ class Checker:
         check = _check(head + HEAD_END, self.idx, self.question, self.kb)
         if not check.ok or not check.facts:
             return None
-        values = [sp.text for sp in _spans(check.sentence, self.idx, one_char_anywhere=True) if sp.kind == "value"]
+        values = [sp.text for sp in _spans(check.sentence, self.idx) if sp.kind == "value"]
         return check if len(values) == len(set(values)) else None
 
     def head(self, sentence: str) -> SentenceCheck | None:

@@ -56,6 +56,7 @@ class ServeSettings:
     max_queue: int = 256  # questions waiting; more get 503
     shutdown_grace_s: float = 5.0
     h2_dir: str | None = None  # an `ktune eval h2-export` folder: the expert rating page at /h2
+    stream_by: str = "clause"  # streamed answers: each verified clause, or only whole checked sentences
 
     @property
     def model_id(self) -> str:
@@ -65,7 +66,7 @@ class ServeSettings:
 class AskRequest(BaseModel):
     question: str = Field(..., description="a Chinese medical question")
     with_answer: bool = True
-    stream: bool = Field(False, description="server-sent events: lookup, delta (answer sentences), done")
+    stream: bool = Field(False, description="server-sent events: lookup, delta (checked answer text), done")
     max_answer_tokens: int | None = Field(None, ge=1)
 
 
@@ -98,7 +99,7 @@ def create_app(qa, settings: ServeSettings | None = None, worker: InferenceWorke
     with the app and stopped (queued work cancelled) when it shuts down."""
     settings = settings or ServeSettings()
     worker = worker or InferenceWorker(qa, max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
-                                       request_timeout_s=settings.request_timeout_s)
+                                       request_timeout_s=settings.request_timeout_s, stream_by=settings.stream_by)
     kb = qa.kb
     kb.linker  # noqa: B018 -- built now, not by the first request racing the worker thread for it
 
@@ -366,7 +367,7 @@ async def _ask_events(job, about):
 
 
 async def _chat_events(job, model, about, how, include_usage):
-    """OpenAI chunks: role, content deltas (answer sentences), a last chunk with finish_reason and the `ktune`
+    """OpenAI chunks: role, content deltas (checked answer text), a last chunk with finish_reason and the `ktune`
     provenance, a usage chunk when asked for, then [DONE]."""
     cid = chat.completion_id()
     yield _sse_data(chat.chunk(cid, model, {"role": "assistant", "content": ""}))
