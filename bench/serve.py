@@ -10,7 +10,13 @@ reports the time to the first answer text (`/v1/ask` with `stream: true`, first 
 table) so N processes can be compared with 1 on this machine; `--threads` is then the torch threads of each
 process (default: the physical cores divided among the processes).
 
+`--first-text N` compares the two ways an answer streams (`ktune serve --stream-by sentence|clause`): one
+server each, the same N questions streamed by a single client one after another; it prints the time to the
+lookup, to the first answer text and to the whole answer, how often the first text came before the answer was
+complete, and whether both servers sent the same final answers and deltas that add up to them.
+
     python bench/serve.py --run runs/demo --questions tests/fixtures/human_questions.jsonl
+    python bench/serve.py --run runs/demo --answers none --first-text 6    # only the streaming comparison
     python bench/serve.py --tiny bench/out/serve-tiny      # a tiny run trained here in seconds (as in the tests)
     python bench/serve.py --tiny bench/out/serve-tiny --workers 1,2 --answers off --clients 16,64
 """
@@ -41,11 +47,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args, workers: int = 1) -> tuple[subprocess.Popen, str, list[str]]:
+def start_server(args, workers: int = 1, *extra: str) -> tuple[subprocess.Popen, str, list[str]]:
     port = free_port()
     threads = args.threads or max(1, physical_cores() // workers)
     cmd = [sys.executable, "-m", "ktune", "-q", "serve", "--run", args.run, "--port", str(port),
-           "--threads", str(threads), "--max-queue", "4096", "--request-timeout", "600", "--workers", str(workers)]
+           "--threads", str(threads), "--max-queue", "4096", "--request-timeout", "600", "--workers", str(workers),
+           *extra]
     if args.kb:
         cmd += ["--kb", args.kb]
     if args.batch_size:
@@ -162,6 +169,76 @@ def physical_cores() -> int:
     return cores()
 
 
+async def streamed(client, base, question) -> dict:
+    """One streamed /v1/ask: seconds to the lookup, the first delta and the done event; deltas and final answer."""
+    t0 = time.perf_counter()
+    out = {"question": question, "lookup": None, "first": None, "deltas": [], "answer": None, "error": None}
+    event = None
+    async with client.stream("POST", base + "/v1/ask", json={"question": question, "stream": True}) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: "):]
+            elif line.startswith("data: "):
+                data = json.loads(line[len("data: "):])
+                now = time.perf_counter() - t0
+                if event == "lookup":
+                    out["lookup"] = now
+                elif event == "delta":
+                    out["first"] = out["first"] if out["first"] is not None else now
+                    out["deltas"].append(data["text"])
+                elif event == "done":
+                    out.update(done=now, answer=data["answer"], refused=data["refused"])
+                elif event == "error":
+                    out["error"] = data
+    return out
+
+
+async def first_text_mode(base, questions) -> list[dict]:
+    async with httpx.AsyncClient(timeout=900) as client:
+        await streamed(client, base, questions[0])  # warm-up: stage-1 head, grammar, alias index
+        return [await streamed(client, base, q) for q in questions]
+
+
+def first_text_compare(args) -> list[dict]:
+    """`--stream-by sentence` vs `clause`: one server each, the same questions streamed one after another."""
+    questions = read_questions(args.questions, args.first_text)
+    runs = {}
+    for mode in ("sentence", "clause"):
+        proc, base, _ = start_server(args, 1, "--stream-by", mode)
+        try:
+            runs[mode] = asyncio.run(first_text_mode(base, questions))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        print(f"first text, stream by {mode}: done", flush=True)
+    rows = []
+    for mode, got in runs.items():
+        answered = [g for g in got if g["error"] is None and not g["refused"]]
+        firsts = [g["first"] for g in answered]
+        early = sum(1 for g in answered if g["first"] < g["done"] - 0.05)  # text before the final event
+        rows.append({"mode": mode, "answered": len(answered), "requests": len(got),
+                     "errors": sum(1 for g in got if g["error"] is not None),
+                     "lookup_p50": pct([g["lookup"] for g in answered], 0.5),
+                     "first_p50": pct(firsts, 0.5), "first_p95": pct(firsts, 0.95), "first_max": max(firsts, default=float("nan")),
+                     "done_p50": pct([g["done"] for g in answered], 0.5), "early": early,
+                     "adds_up": all("".join(g["deltas"]) == g["answer"] for g in got if g["error"] is None),
+                     "per_question": [{k: g[k] for k in ("question", "lookup", "first", "done")} for g in got]})
+    same = [a["answer"] for a in runs["sentence"]] == [a["answer"] for a in runs["clause"]]
+    for row in rows:
+        row["same_final_answers"] = same
+    return rows
+
+
+def first_text_table(rows) -> str:
+    out = ["| stream by | answered | lookup p50 s | first text p50 s | p95 s | max s | whole answer p50 s | "
+           "first text before the end | deltas add up | same final answers |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['mode']} | {r['answered']}/{r['requests']} | {r['lookup_p50']:.2f} | {r['first_p50']:.2f} | "
+                   f"{r['first_p95']:.2f} | {r['first_max']:.2f} | {r['done_p50']:.2f} | {r['early']} | "
+                   f"{'yes' if r['adds_up'] else 'NO'} | {'yes' if r['same_final_answers'] else 'NO'} |")
+    return "\n".join(out)
+
+
 async def bench(args, base) -> list[dict]:
     questions = read_questions(args.questions, args.n_questions)
     await level(base, questions[:2], False, 1, 2)  # warm-up: the stage-1 head and grammar are built on first use
@@ -216,6 +293,8 @@ def main(argv=None) -> int:
                     "divided among the worker processes)")
     ap.add_argument("--workers", default="1", type=lambda s: [int(x) for x in s.split(",")],
                     help="worker-process counts to compare, e.g. 1,2 (`ktune serve --workers N`, one server each)")
+    ap.add_argument("--first-text", type=int, default=0, metavar="N",
+                    help="also compare --stream-by sentence and clause on N streamed questions (two more servers)")
     ap.add_argument("--batch-size", type=int, help="the worker's largest batch (default: the pipeline's, 16)")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args(argv)
@@ -223,20 +302,28 @@ def main(argv=None) -> int:
         args.run, args.kb, args.questions = tiny_run(Path(args.tiny))
     elif not args.run:
         ap.error("give --run RUN or --tiny DIR")
-    rows, health = [], {}
-    for workers in args.workers:
-        print(f"--- {workers} worker process(es)", flush=True)
-        proc, base, lines = start_server(args, workers)
-        try:
-            rows += [{"workers": workers, **row} for row in asyncio.run(bench(args, base))]
-            health = httpx.get(base + "/health", timeout=30).json()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-    print(f"\nrun {args.run}, KB {health['kb_version']}, threads per process {args.threads or 'cores / workers'}")
-    print(table(rows))
+    rows, compared, health = [], [], {}
+    if args.answers not in ("", "none"):
+        for workers in args.workers:
+            print(f"--- {workers} worker process(es)", flush=True)
+            proc, base, lines = start_server(args, workers)
+            try:
+                rows += [{"workers": workers, **row} for row in asyncio.run(bench(args, base))]
+                health = httpx.get(base + "/health", timeout=30).json()
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+        print(f"\nrun {args.run}, KB {health['kb_version']}, threads per process {args.threads or 'cores / workers'}")
+        print(table(rows))
+    if args.first_text:
+        compared = first_text_compare(args)
+        load = os.getloadavg()
+        print(f"\nstreamed answers, 1 client, {args.first_text} questions, run {args.run}, threads {args.threads}, "
+              f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+        print(first_text_table(compared))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
+        Path(args.json).write_text(json.dumps({"load": rows, "first_text": compared}, indent=2, ensure_ascii=False),
+                                   encoding="utf-8")
     return 0
 
 

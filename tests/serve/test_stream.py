@@ -1,9 +1,18 @@
-"""The answer streamer: tokens in, complete (cleaned) sentences out, a cap per row, an early stop."""
+"""The answer streamer: tokens in, settled answer text out (checked clauses or sentences), a cap per row, an early
+stop."""
 
 import pytest
 import torch
 
+from ktune.pipeline.answer import AnswerStream, ground
 from ktune.serve.stream import AnswerStreamer, GenerationStopped, RowStream
+
+OTITIS = {"急性中耳炎": {"药物治疗": ["阿莫西林", "头孢菌素", "镇痛药"]}}
+
+
+def _as_written(clauses=False):
+    """The body as the model writes it (no claim check), settled by sentence or as it comes."""
+    return AnswerStream({}, claim_check=False, clauses=clauses)
 
 
 def _ids(tok, text):
@@ -22,9 +31,8 @@ def _feed(streamer, rows_text, tok, pad):
 def test_sentences_are_sent_when_complete_and_provenance_lines_never(tiny_lm):
     _, tok = tiny_lm
     got = [[], []]
-    rows = [RowStream({}, 100, got[0].append), RowStream({}, 100, got[1].append)]
-    finish = lambda sentence, knowledge: sentence  # noqa: E731 -- the identity hook, as AnswerStage has it
-    streamer = AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, finish, rows)
+    rows = [RowStream(_as_written(), 100, got[0].append), RowStream(_as_written(), 100, got[1].append)]
+    streamer = AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, rows)
     _feed(streamer, ["感冒会传染。二甲双胍有什么副作用？急性", "相关知识：{}。"], tok, tok.pad_token_id)
     assert got[0] == ["感冒会传染。", "二甲双胍有什么副作用？"]  # "急性" is unfinished: it comes with the final answer
     assert got[1] == []  # a provenance-looking line is never the model's answer text
@@ -33,8 +41,8 @@ def test_sentences_are_sent_when_complete_and_provenance_lines_never(tiny_lm):
 
 def test_a_row_stops_at_its_cap_and_is_marked_capped(tiny_lm):
     _, tok = tiny_lm
-    rows = [RowStream({}, 3, None), RowStream({}, 50, None)]
-    streamer = AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, lambda s, k: s, rows)
+    rows = [RowStream(None, 3, None), RowStream(None, 50, None)]
+    streamer = AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, rows)
     _feed(streamer, ["感冒会传染。", "感冒。"], tok, tok.pad_token_id)
     assert tok.decode(rows[0].tokens) == "感冒会" and rows[0].capped
     assert tok.decode(rows[1].tokens) == "感冒。" and not rows[1].capped
@@ -42,8 +50,20 @@ def test_a_row_stops_at_its_cap_and_is_marked_capped(tiny_lm):
 
 def test_generation_is_stopped_when_nobody_waits(tiny_lm):
     _, tok = tiny_lm
-    streamer = AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, lambda s, k: s, [RowStream({}, 9, None)],
+    streamer = AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, [RowStream(None, 9, None)],
                               should_stop=lambda: True)
     streamer.put(torch.zeros((1, 3), dtype=torch.long))
     with pytest.raises(GenerationStopped):
         streamer.put(torch.tensor([5]))
+
+
+def test_checked_clauses_are_sent_as_they_are_verified_and_stay_in_the_final_answer(tiny_lm, mini_kb):
+    _, tok = tiny_lm
+    body = "根据知识库，急性中耳炎的药物治疗：阿莫西林，头孢菌素，头孢类。急性中耳炎的药物治疗：镇痛药。"
+    assert tok.decode(_ids(tok, body)) == body  # the tiny tokenizer writes every character of it
+    got = []
+    row = RowStream(AnswerStream(OTITIS, "急性中耳炎吃什么药？", mini_kb), 100, got.append)
+    _feed(AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, [row]), [body], tok, tok.pad_token_id)
+    # each value as soon as the separator after it came, the rewritten value never
+    assert got == ["根据知识库，急性中耳炎的药物治疗：阿莫西林", "，头孢菌素", "。", "急性中耳炎的药物治疗：镇痛药。"]
+    assert ground(body, OTITIS, "急性中耳炎吃什么药？", mini_kb).text.startswith("".join(got) + "\n")

@@ -57,16 +57,22 @@ def test_worker_answers_match_ask_batch(trained_qa, requests):
     assert [r.answer.answer for r in served] == [a.answer for a in direct]
 
 
-def test_streamed_sentences_concatenate_to_the_final_answer(trained_qa, requests):
+@pytest.mark.parametrize("stream_by", ["clause", "sentence"])
+def test_streamed_text_builds_up_the_answer_that_is_not_streamed(trained_qa, requests, stream_by):
+    questions = [q for q, w in requests if w]
+
     async def scenario():
-        worker = InferenceWorker(trained_qa, max_wait_s=0.2).start()
-        jobs = [worker.submit(q, stream=True) for q, w in requests if w]
+        worker = InferenceWorker(trained_qa, max_wait_s=0.2, stream_by=stream_by).start()
+        jobs = [worker.submit(q, stream=True) for q in questions]
         out = await asyncio.gather(*(_result(j) for j in jobs))
         worker.shutdown()
         return out
 
     streamed = asyncio.run(scenario())
+    direct = trained_qa.ask_batch(questions)
+    assert [r.answer.answer for r, _ in streamed] == [a.answer for a in direct]
     for result, deltas in streamed:
+        # the worker sends the rest only when what it streamed is a prefix of the final answer
         assert "".join(deltas) == result.answer.answer
     answered = [(r, d) for r, d in streamed if not r.answer.refused]
     assert answered and all(d[-1].endswith(r.answer.answer.splitlines()[-1]) for r, d in answered)  # provenance last
@@ -126,3 +132,69 @@ def test_a_client_cannot_raise_the_answer_token_cap(trained_qa, requests):
         return job.max_answer_tokens
 
     assert asyncio.run(scenario()) == trained_qa.config.max_answer_tokens
+
+
+class _Writes:
+    """The tiny model made to write a given answer body after each answer prompt (real `generate`, real
+    streamer): what the answer stage and the stream make of a body does not depend on the model."""
+
+    def __init__(self, model, tok, bodies: dict[str, str], end_id: int):
+        self._model, self._tok, self._end = model, tok, end_id
+        # keyed by the question as the tokenizer writes it (the tiny one drops characters it lacks)
+        self._bodies = {tok.decode(tok(q, add_special_tokens=False)["input_ids"], skip_special_tokens=True):
+                        tok(b, add_special_tokens=False)["input_ids"]
+                        for q, b in bodies.items()}
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def generate(self, input_ids, logits_processor=None, **kwargs):
+        import torch
+        from transformers import LogitsProcessorList
+
+        prompts = self._tok.batch_decode(input_ids, skip_special_tokens=True)
+        forced = [next(ids for q, ids in self._bodies.items() if q in p) + [self._end] for p in prompts]
+        width = input_ids.shape[1]
+
+        def force(ids, scores):
+            step = ids.shape[1] - width
+            out = torch.full_like(scores, float("-inf"))
+            for row, seq in enumerate(forced):
+                out[row, seq[min(step, len(seq) - 1)]] = 0.0
+            return out
+
+        processors = LogitsProcessorList([*(logits_processor or []), force])
+        return self._model.generate(input_ids=input_ids, logits_processor=processors, **kwargs)
+
+
+def test_clauses_stream_while_the_answer_is_written_and_add_up_to_the_unstreamed_answer(tiny_lm, mini_kb):
+    from ktune.pipeline import KnowledgeTunedQA, PipelineConfig
+    from ktune.pipeline.query import Query
+
+    model, tok = tiny_lm
+    bodies = {  # characters the tiny tokenizer writes; the first has a rewritten value, the last a predicate as value
+        "急性中耳炎吃什么药？": "根据知识库，急性中耳炎的药物治疗：阿莫西林，头孢菌素，头孢类。急性中耳炎的药物治疗：镇痛药。",
+        "急性中耳炎的药物治疗有哪些？": "根据知识库，急性中耳炎的药物治疗：阿莫西林，头孢菌素，镇痛药。",
+        "中耳炎用什么药": "根据知识库，急性中耳炎的药物治疗：阿莫西林，相关药物。",
+    }
+    qa = KnowledgeTunedQA(model, tok, mini_kb, config=PipelineConfig(max_answer_tokens=64, answer_decoding="full"))
+    qa.decoder.model = _Writes(model, tok, bodies, qa.decoder.end_ids[0])
+    qa.query_stage.run = lambda questions, mode=None: [Query("急性中耳炎", "药物治疗", "急性中耳炎", 1.0, "exact")
+                                                       for _ in questions]
+    questions = list(bodies)
+    direct = [a.answer for a in qa.ask_batch(questions)]
+
+    async def scenario(stream_by):
+        worker = InferenceWorker(qa, max_wait_s=0.2, stream_by=stream_by).start()
+        jobs = [worker.submit(q, stream=True) for q in questions]
+        out = await asyncio.gather(*(_result(j) for j in jobs))
+        worker.shutdown()
+        return out
+
+    by_clause, by_sentence = asyncio.run(scenario("clause")), asyncio.run(scenario("sentence"))
+    assert [r.answer.answer for r, _ in by_clause] == [r.answer.answer for r, _ in by_sentence] == direct
+    assert all("".join(deltas) == r.answer.answer for r, deltas in by_clause + by_sentence)
+    assert by_clause[0][1][:3] == ["根据知识库，急性中耳炎的药物治疗：阿莫西林", "，头孢菌素", "。"]
+    assert by_sentence[0][1][:1] == ["根据知识库，急性中耳炎的药物治疗：阿莫西林，头孢菌素。"]
+    assert by_clause[2][1][0] == "根据知识库，急性中耳炎的药物治疗：阿莫西林"  # before the predicate-as-value came
+    assert direct[2].startswith("根据知识库，急性中耳炎的药物治疗：阿莫西林。\n")

@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-messages", type=int, default=64, help="messages in one chat request (default %(default)s)")
     p.add_argument("--shutdown-grace", type=float, default=5.0,
                    help="seconds the running batch may finish after SIGTERM; queued requests get 503 at once")
+    p.add_argument("--stream-by", choices=("clause", "sentence"), default="clause",
+                   help="streamed answers send each clause once the claim check verified it (a listing value by "
+                   "value), or only whole checked sentences; the final answer is the same (default clause)")
     p.add_argument("--h2", metavar="DIR", help="serve the expert rating page /h2 for this `ktune eval h2-export` "
                    "folder (ratings in DIR/h2_ratings.sqlite)")
     p.set_defaults(func=run)
@@ -74,7 +77,8 @@ def serve_settings(args):
     return ServeSettings(run=str(args.run), api_key=args.api_key or None, max_body_bytes=args.max_body,
                          max_batch_questions=args.max_batch_questions, max_messages=args.max_messages,
                          request_timeout_s=args.request_timeout, max_wait_ms=args.max_wait_ms,
-                         max_queue=args.max_queue, shutdown_grace_s=args.shutdown_grace, h2_dir=args.h2)
+                         max_queue=args.max_queue, shutdown_grace_s=args.shutdown_grace, h2_dir=args.h2,
+                         stream_by=args.stream_by)
 
 
 def open_serving_kb(args):

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 from ktune.data.answers import clean_value
 from ktune.errors import UnknownAttributeError
-from ktune.pipeline.claims import Fact, SentenceCheck, check_answer, check_sentence, knowledge_facts, negated
+from ktune.pipeline.claims import (
+    CLAUSE_END,
+    SENTENCE_END,
+    Checker,
+    Fact,
+    SentenceCheck,
+    check_answer,
+    check_sentence,
+    knowledge_facts,
+    negated,
+)
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Decoder
 from ktune.pipeline.premise import Premise
@@ -97,8 +106,8 @@ def knowledge_sentence(knowledge: dict) -> str:
 def clean_body(body: str) -> str:
     """The model's answer body without any provenance-looking line it produced (ktune adds the real one).
 
-    Prefix-stable on complete sentences: the sentences of a partly generated body stay the same once the
-    body is complete, so a stream can send them as they come (ktune.serve.stream)."""
+    Prefix-stable on a body of one line that cannot become a provenance line: the cleaned text of a partly
+    generated body is then a prefix of the cleaned complete body (AnswerStream relies on it)."""
     lines = [ln for ln in strip_provenance(body).splitlines() if not ln.strip().startswith(PROVENANCE_PREFIX)]
     return "\n".join(lines).strip()
 
@@ -106,10 +115,12 @@ def clean_body(body: str) -> str:
 def ground(body: str, knowledge: dict, question: str = "", kb=None) -> GroundedAnswer:
     """The model's body through the claim check + the real provenance line.
 
-    Sentences that state anything the knowledge does not are dropped (recorded in `dropped`); when no
-    remaining sentence states a fact, a plain listing of the knowledge follows them.
+    Sentences that state anything the knowledge does not are dropped (recorded in `dropped`); a dropped
+    sentence whose start is verified (its head: "X的不良反应：恶心、呕吐" of "X的不良反应：恶心、呕吐、头晕目眩",
+    see `claims.Checker`) keeps that head, closed with 。, so what a stream sent of it stays in the answer.
+    When no remaining sentence states a fact, a plain listing of the knowledge follows them.
     """
-    check = check_answer(clean_body(body), knowledge, question, kb)
+    check = check_answer(clean_body(body), knowledge, question, kb, heads=True)
     kept = list(check.kept)
     if not any(c.facts for c in kept):
         # appended, not prepended: a streamed answer has already sent the kept sentences
@@ -157,19 +168,106 @@ def _facts_in(sentence: str, knowledge: dict) -> list[Fact]:
     return out
 
 
-SENTENCE_END = re.compile(r"[。！？；!?;\n]")
+class AnswerStream:
+    """The answer of a body still being generated, as far as no continuation can change it.
 
+    `update(body so far)` returns the text newly settled. What it has returned, joined, is always a prefix of
+    the answer text the stage produces for any continuation of the body (`ground`, or `unchecked` without the
+    claim check), and it never holds an unchecked claim: a complete sentence is settled as the check leaves
+    it (kept, cut to its verified head, or dropped); with `clauses`, the unfinished sentence's verified head
+    (`claims.Checker.clause`) is settled too, clause by clause, so a listing streams value by value.
 
-def split_sentences(text: str) -> tuple[list[str], str]:
-    """(complete sentences, each with its end mark, the unfinished rest): a newline ends a sentence but
-    starts the next one, so a sentence never ends in whitespace that a later strip() would remove."""
-    done, start = [], 0
-    for m in SENTENCE_END.finditer(text):
-        end = m.start() if m.group() == "\n" else m.end()
-        if end > start:
-            done.append(text[start:end])
-        start = end
-    return done, text[start:]
+    What can still change is held back: a sentence end that may lie inside a knowledge value that holds
+    one (`claims.split_sentences` does not cut there), a body that may still become a provenance line, and
+    anything once the body holds a newline (clean_body then works line by line; the stop token is a newline,
+    so a body rarely has one). The rest comes with the final answer.
+    """
+
+    def __init__(self, knowledge: dict, question: str = "", kb=None, claim_check: bool = True, clauses: bool = True):
+        self.checker = Checker(knowledge, question, kb) if claim_check else None
+        self.clauses = clauses
+        self.protected = sorted({v for v in map(clean_value, (f.value for f in knowledge_facts(knowledge)))
+                                 if len(v) > 1 and any(ch in v for ch in SENTENCE_END)})
+        self.text = ""  # settled so far
+        self._start = 0  # where the first unsettled sentence starts in the (left-stripped) body
+        self._head = ""  # the settled part of that sentence
+        self._next_cut = 1  # its next clause end to check
+        self._frozen = False
+
+    def update(self, body: str) -> str:
+        if self._frozen:
+            return ""
+        text = body.lstrip()
+        if "\n" in text or text.startswith(PROVENANCE_PREFIX):
+            self._frozen = True
+            return ""
+        if PROVENANCE_PREFIX.startswith(text):  # nothing yet, or the start of a provenance-looking line
+            return ""
+        before = len(self.text)
+        if self.checker is None:
+            self._unchecked(text)
+        else:
+            self._checked(text)
+        return self.text[before:]
+
+    def _unchecked(self, text: str) -> None:
+        """`unchecked` keeps the body as it is: all of it settles (up to the last sentence end without clauses)."""
+        settled = text.rstrip() if self.clauses else text[:max(text.rfind(ch) for ch in SENTENCE_END) + 1]
+        if len(settled) > len(self.text):
+            self.text = settled
+
+    def _checked(self, text: str) -> None:
+        unsure = None
+        i = self._start
+        while i < len(text):
+            if text[i] in SENTENCE_END:
+                split = self._split(text, i)
+                if split is None:
+                    unsure = i
+                    break
+                if split:
+                    self._settle(text[self._start:i + 1].strip())
+                    self._start = i + 1
+            i += 1
+        if not self.clauses:
+            return
+        rest = text[self._start:]
+        tail = rest.lstrip()
+        limit = len(tail) if unsure is None else unsure - self._start - (len(rest) - len(tail))
+        best = None
+        for cut in range(self._next_cut, limit):
+            if tail[cut] in CLAUSE_END and self.checker.clause(tail, cut) is not None:
+                best = cut
+        self._next_cut = max(self._next_cut, limit)
+        if best is not None:
+            self.text += tail[len(self._head):best]
+            self._head = tail[:best]
+
+    def _split(self, text: str, i: int) -> bool | None:
+        """Does the sentence end at text[i] split the body (True), lie inside a value (False), or is it not
+        known yet because a value holding it may be still being written (None)?"""
+        unsure = False
+        for v in self.protected:
+            for offset, ch in enumerate(v):
+                start = i - offset
+                if ch != text[i] or start < 0:
+                    continue
+                written = text[start:start + len(v)]
+                if written == v:
+                    return False
+                unsure = unsure or v.startswith(written)
+        return None if unsure else True
+
+    def _settle(self, sentence: str) -> None:
+        if sentence:
+            check = self.checker.sentence(sentence)
+            head = None if check.ok else self.checker.head(check.sentence)
+            final = check.sentence if check.ok else head.sentence if head is not None else ""
+            if not final.startswith(self._head):  # cannot happen: a head only grows (claims.Checker)
+                raise AssertionError(f"settled {self._head!r} is not a prefix of {final!r}")
+            self.text += final[len(self._head):]
+        self._head = ""
+        self._next_cut = 1
 
 
 class AnswerStage:
@@ -182,12 +280,9 @@ class AnswerStage:
         self.config = config
         self.kb = kb
 
-    def finish_sentence(self, sentence: str, knowledge: dict) -> str:
-        """Each complete sentence of a streamed answer: sent only when the claim check keeps it (the final
-        answer, checked as a whole, comes with the last event); the identity without the check."""
-        if not self.config.claim_check:
-            return sentence
-        return sentence if check_sentence(sentence, knowledge, "", self.kb).ok else ""
+    def stream(self, question: str, knowledge: dict, clauses: bool = True) -> AnswerStream:
+        """What a streamed answer may send while it is generated (see AnswerStream); `question` as `run` gets it."""
+        return AnswerStream(knowledge, question, self.kb, self.config.claim_check, clauses)
 
     def run(self, questions: list[str], knowledges: list[dict], max_new_tokens: list[int] | None = None,
             streamer=None) -> list[GroundedAnswer]:

@@ -478,11 +478,66 @@ def _mentions(kb, text: str):
     return kb.linker.find_mentions(text) if kb is not None else []
 
 
-def check_answer(body: str, knowledge: dict, question: str = "", kb=None) -> ClaimCheck:
-    """`check_sentence` over every sentence of `body`; kept and dropped sentences in answer order."""
-    idx = _index(knowledge, kb)
-    checks = [_check(s, idx, question, kb) for s in split_sentences(body, knowledge)]
-    return ClaimCheck(tuple(c for c in checks if c.ok), tuple(c for c in checks if not c.ok))
+def check_answer(body: str, knowledge: dict, question: str = "", kb=None, heads: bool = False) -> ClaimCheck:
+    """`check_sentence` over every sentence of `body`; kept and dropped sentences in answer order. With `heads`,
+    a dropped sentence's verified head (`Checker.head`) is kept in its place."""
+    checker = Checker(knowledge, question, kb)
+    kept, dropped = [], []
+    for sentence in split_sentences(body, knowledge):
+        check = checker.sentence(sentence)
+        if check.ok:
+            kept.append(check)
+            continue
+        dropped.append(check)
+        head = checker.head(check.sentence) if heads else None
+        if head is not None:
+            kept.append(head)
+    return ClaimCheck(tuple(kept), tuple(dropped))
+
+
+# --- clauses: the check on a prefix of a sentence ------------------------------------------------
+CLAUSE_END = "、；;，," + SENTENCE_END  # a clause ends right before one of these
+HEAD_END = "。"  # what closes a head
+
+
+class Checker:
+    """The claim check bound to one knowledge and question (the knowledge's index is built once).
+
+    Besides whole sentences it checks clauses: the text of a sentence up to a clause end (a list separator,
+    a comma or a sentence end), closed with 。 ("X的不良反应：恶心、呕吐" of "X的不良反应：恶心、呕吐、头晕…").
+    A clause is verified when, closed, it is a sentence the check keeps, it states at least one fact and it
+    names no value twice (a repeated value is a model looping). Whether `text[:cut]` is verified depends on
+    `text[:cut + 1]` only, so a stream can decide it as soon as the clause end arrives, and a sentence's head
+    (its longest verified clause) can only grow as the sentence does."""
+
+    def __init__(self, knowledge: dict, question: str = "", kb=None):
+        self.idx = _index(knowledge, kb)
+        self.question = question
+        self.kb = kb
+
+    def sentence(self, sentence: str) -> SentenceCheck:
+        return _check(sentence, self.idx, self.question, self.kb)
+
+    def clause(self, text: str, cut: int) -> SentenceCheck | None:
+        """`text[:cut]` + 。 as a kept sentence, when `text[cut]` ends a clause and the clause is verified."""
+        head = text[:cut]
+        if not 0 < cut < len(text) or text[cut] not in CLAUSE_END or head[-1] in CLAUSE_END or head[-1].isspace():
+            return None
+        if not any(head.endswith(v) for v in self.idx.values):  # cheap: a verified clause ends with a value
+            return None
+        check = _check(head + HEAD_END, self.idx, self.question, self.kb)
+        if not check.ok or not check.facts:
+            return None
+        values = [sp.text for sp in _spans(check.sentence, self.idx) if sp.kind == "value"]
+        return check if len(values) == len(set(values)) else None
+
+    def head(self, sentence: str) -> SentenceCheck | None:
+        """The longest verified clause of `sentence` (closed with 。), or None."""
+        for cut in range(len(sentence) - 1, 0, -1):
+            check = self.clause(sentence, cut)
+            if check is not None:
+                return check
+        return None
 
 
 def negated(sentence: str) -> bool:

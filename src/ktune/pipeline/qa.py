@@ -168,21 +168,22 @@ class KnowledgeTunedQA:
 
         A server runs stages 1-2 for every request of a batch, returns the lookups at once, then answers only
         those that asked for it. `max_answer_tokens`: a cap per answer (default config.max_answer_tokens).
-        `streamer_factory(indices, knowledges)` gets the indices of the answers that are generated and returns
-        a transformers streamer for that generation (or None)."""
+        `streamer_factory(indices, questions, knowledges)` gets the indices of the answers that are generated
+        (with the questions and knowledge the answer stage gets) and returns a transformers streamer for that
+        generation (or None)."""
         with self.snapshot():
             return self._complete(answers, max_answer_tokens, streamer_factory)
 
     def _complete(self, answers, max_answer_tokens, streamer_factory) -> list[Answer]:
         todo = [i for i, a in enumerate(answers) if not a.refused and a.premise is None]
         knowledges = [answers[i].knowledge for i in todo]
+        questions = [validate_question(answers[i].question, self.config.max_question_chars) for i in todo]
         options = {}
         if max_answer_tokens:
             options["max_new_tokens"] = [max_answer_tokens[i] or self.config.max_answer_tokens for i in todo]
         if streamer_factory and todo:
-            options["streamer"] = streamer_factory(todo, knowledges)
+            options["streamer"] = streamer_factory(todo, questions, knowledges)
         t0 = time.perf_counter()
-        questions = [validate_question(answers[i].question, self.config.max_question_chars) for i in todo]
         grounded = dict(zip(todo, self.answer_stage.run(questions, knowledges, **options), strict=True))
         for i, a in enumerate(answers):
             if a.premise is not None and not a.refused:

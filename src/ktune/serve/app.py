@@ -57,6 +57,7 @@ class ServeSettings:
     max_queue: int = 256  # questions waiting; more get 503
     shutdown_grace_s: float = 5.0
     h2_dir: str | None = None  # an `ktune eval h2-export` folder: the expert rating page at /h2
+    stream_by: str = "clause"  # streamed answers: each verified clause, or only whole checked sentences
 
     @property
     def model_id(self) -> str:
@@ -66,7 +67,7 @@ class ServeSettings:
 class AskRequest(BaseModel):
     question: str = Field(..., description="a Chinese medical question")
     with_answer: bool = True
-    stream: bool = Field(False, description="server-sent events: lookup, delta (answer sentences), done")
+    stream: bool = Field(False, description="server-sent events: lookup, delta (checked answer text), done")
     max_answer_tokens: int | None = Field(None, ge=1)
 
 
@@ -99,7 +100,7 @@ def create_app(qa, settings: ServeSettings | None = None, worker: InferenceWorke
     with the app and stopped (queued work cancelled) when it shuts down."""
     settings = settings or ServeSettings()
     worker = worker or InferenceWorker(qa, max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
-                                       request_timeout_s=settings.request_timeout_s)
+                                       request_timeout_s=settings.request_timeout_s, stream_by=settings.stream_by)
     kb = qa.kb
     qa.warm()  # the KB's indexes are built now, not by the first request (and again after each KB import)
 
@@ -373,7 +374,7 @@ async def _ask_events(job, about):
 
 
 async def _chat_events(job, model, about, how, include_usage):
-    """OpenAI chunks: role, content deltas (answer sentences), a last chunk with finish_reason and the `ktune`
+    """OpenAI chunks: role, content deltas (checked answer text), a last chunk with finish_reason and the `ktune`
     provenance, a usage chunk when asked for, then [DONE]."""
     cid = chat.completion_id()
     yield _sse_data(chat.chunk(cid, model, {"role": "assistant", "content": ""}))

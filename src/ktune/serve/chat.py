@@ -1,15 +1,19 @@
 """OpenAI-compatible chat: request model, which question a conversation asks, and the response objects.
 
 ktune answers one question at a time from the KB, so a chat is reduced to one question: the last user
-turn. A follow-up such as "那应该用什么药？" names no KB entity; it is then asked about the entity the most
-recent earlier user turn named ("急性中耳炎，那应该用什么药？"). When no turn names one, the last turn is asked
-as is and the pipeline refuses, saying that it found nothing to look up.
+turn. A follow-up names no KB entity: it refers back with a pronoun ("它有什么副作用") or leaves the entity
+out ("那应该用什么药？", "孕妇能吃吗"). It is then asked about the entity the most recent earlier user turn named
+("急性中耳炎，那应该用什么药？"). A turn that names no KB entity but has content of its own ("头疼怎么办") is a new
+question, asked as is: attaching it to the previous turn's entity would answer about the wrong thing. When no
+turn names an entity, the last turn is asked as is and the pipeline refuses, saying what it found to look up.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,6 +65,47 @@ def message_text(message: ChatMessage, where: str) -> str:
     return "".join(texts)
 
 
+# Pronouns that stand for what the conversation was about: a turn that holds one is a follow-up.
+PRONOUNS = ("它们", "它", "该药", "此药", "这药", "这个药", "这种药", "该病", "此病", "这病", "这个病", "这种病")
+# Words with no content of their own in a follow-up (beside the attributes' cue words): connectives,
+# determiners, question and modal words, doses, and who is to take it.
+FILLER_WORDS = (
+    "那么", "那", "还有", "另外", "然后", "请问", "想问", "问一下", "顺便", "这个", "那个", "这种", "那种", "应该", "应当",
+    "需要", "可以", "能否", "是否", "什么", "怎么样", "怎么", "怎样", "如何", "哪些", "哪个", "哪种", "多少", "多久", "一天",
+    "一次", "每天", "每次", "别的", "其他", "其它", "平时", "一般", "最好", "主要", "孩子", "小孩", "儿童", "宝宝", "孕妇",
+    "老人", "大人", "成人", "我", "你",
+)
+FILLER_CHARS = set("的了吗呢吧啊呀么嘛是有要该能会用吃服喝都还也就才很多大小不好行没个些其和与及次片粒0123456789")
+
+
+ASKING = re.compile(r"[?？吗呢么]|什么|怎|如何|哪|多少|几|多久")  # a question, not "好的"
+
+
+@lru_cache(maxsize=1)
+def _cue_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the attributes' cue words, those and the filler words longest first)."""
+    from ktune.eval.baselines.rules import ATTRIBUTE_CUES
+
+    cues = {w for words in ATTRIBUTE_CUES.values() for w in words}
+    return tuple(sorted(cues)), tuple(sorted(cues | set(FILLER_WORDS), key=len, reverse=True))
+
+
+def is_follow_up(text: str) -> bool:
+    """A turn that asks about what the conversation was about: it holds a pronoun for it, or it asks (for an
+    attribute: 副作用, 吃什么药, 怎么办, ...) and, once those words and filler are taken out, has nothing of its own."""
+    rest = re.sub(r"[\W_]", "", text)
+    if not rest:
+        return False
+    if any(p in rest for p in PRONOUNS):
+        return True
+    cues, removable = _cue_words()
+    if not (ASKING.search(text) or any(c in rest for c in cues)):
+        return False
+    for word in removable:
+        rest = rest.replace(word, "")
+    return set(rest) <= FILLER_CHARS
+
+
 def conversation_question(messages: list[ChatMessage], kb, max_messages: int) -> tuple[str, dict]:
     """(the question to ask, how it was read from the conversation: {"turn", "context_from_turn", "context"})."""
     if len(messages) > max_messages:
@@ -71,7 +116,7 @@ def conversation_question(messages: list[ChatMessage], kb, max_messages: int) ->
         raise InputError("the conversation has no user message; ask the question as a message with role 'user'")
     turn, last = users[-1]
     how = {"turn": turn, "context_from_turn": None, "context": None}
-    if not last.strip() or kb.linker.find_mentions(last):
+    if not last.strip() or kb.linker.find_mentions(last) or not is_follow_up(last):
         return last, how
     for i, earlier in reversed(users[:-1]):
         mentions = kb.linker.find_mentions(earlier)

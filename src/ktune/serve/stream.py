@@ -1,11 +1,11 @@
-"""Answer streaming: a transformers streamer that turns one answer batch's tokens into text, sentence by sentence.
+"""Answer streaming: a transformers streamer that turns one answer batch's tokens into settled answer text.
 
 `generate()` hands the streamer the prompt ids once, then each step's next token for every row (finished rows
-get the pad id). Each row's text is decoded as it grows and cleaned as the final answer is
-(`ktune.pipeline.answer.clean_body`); every sentence that is complete goes through the answer stage's
-`finish_sentence` hook and on to the row's sink. Sentences, not tokens: a per-sentence check can then run before
-anything reaches the user, and the streamed text is always a prefix of the final answer (the rest, with the
-provenance line, comes with the final event).
+get the pad id). Each row's body is decoded as it grows and fed to its `AnswerStream`
+(`ktune.pipeline.answer`), which says what of the answer is settled: complete sentences as the claim check
+leaves them and, streaming by clause, the verified head of the sentence being written (value by value in a
+listing). Settled text goes to the row's sink. It is never an unchecked claim and always a prefix of the final
+answer (the rest, with the provenance line, comes with the final event).
 
 The streamer is also where a batch can be stopped early: `put()` raises `GenerationStopped` when every row's
 client has gone (or the server is shutting down), which ends `generate()` at the next token.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ktune.pipeline.answer import clean_body, split_sentences
+from ktune.pipeline.answer import AnswerStream
 
 
 class GenerationStopped(Exception):
@@ -25,13 +25,12 @@ class GenerationStopped(Exception):
 
 @dataclass
 class RowStream:
-    """One answer being generated: its token cap, where its sentences go, what has been sent."""
+    """One answer being generated: its token cap, what of it is settled, where settled text goes."""
 
-    knowledge: dict
+    answer: AnswerStream | None
     cap: int
-    sink: Callable[[str], None] | None = None  # called with each finished sentence, in the worker thread
+    sink: Callable[[str], None] | None = None  # called with each piece of settled text, in the worker thread
     tokens: list[int] = field(default_factory=list)
-    sent: int = 0  # complete sentences sent so far
     ended: bool = False  # the model stopped (stop/EOS) or the cap was reached
     capped: bool = False  # ended by the cap, not by the model: finish_reason "length"
 
@@ -39,12 +38,11 @@ class RowStream:
 class AnswerStreamer:
     """The transformers streamer protocol (`put`, `end`) for a batch of answers (rows in batch order)."""
 
-    def __init__(self, tokenizer, end_ids, pad_id: int, finish_sentence, rows: list[RowStream],
+    def __init__(self, tokenizer, end_ids, pad_id: int, rows: list[RowStream],
                  should_stop: Callable[[], bool] = lambda: False):
         self.tokenizer = tokenizer
         self.end_ids = set(end_ids)
         self.pad_id = pad_id
-        self.finish_sentence = finish_sentence
         self.rows = rows
         self.should_stop = should_stop
         self._prompt_seen = False
@@ -64,14 +62,14 @@ class AnswerStreamer:
             row.tokens.append(token)
             if len(row.tokens) >= row.cap:
                 row.ended = row.capped = True
-            if row.sink is not None:
+            if row.sink is not None and row.answer is not None:
                 self._send(row)
 
     def end(self) -> None:
-        """Nothing held back: the unfinished last sentence is sent with the final answer."""
+        """Nothing to flush: what is not settled yet comes with the final answer."""
 
     def _send(self, row: RowStream) -> None:
-        done, _rest = split_sentences(clean_body(self.tokenizer.decode(row.tokens, skip_special_tokens=True)))
-        for sentence in done[row.sent:]:
-            row.sink(self.finish_sentence(sentence, row.knowledge))
-        row.sent = len(done)
+        # a character split across tokens decodes to U+FFFD until its last byte arrives
+        text = row.answer.update(self.tokenizer.decode(row.tokens, skip_special_tokens=True).rstrip("\ufffd"))
+        if text:
+            row.sink(text)

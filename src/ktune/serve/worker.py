@@ -7,7 +7,7 @@ little more than one question, so requests that arrive together are answered tog
 The worker takes the first queued job, then collects more for at most `max_wait` seconds or until
 `max_batch`, and runs stages 1-2 for all of them (`ask_batch(with_answer=False)`). Lookup-only jobs get their
 result at once; the others are answered in one generation (`KnowledgeTunedQA.complete`), each with its own
-token cap, their sentences streamed as they come. The event loop only enqueues and awaits: it never runs the
+token cap, their text streamed as the claim check settles it (clause by clause, see ktune.serve.stream). The event loop only enqueues and awaits: it never runs the
 model, so /health answers at once under any load.
 
 A job stops counting when its client disconnects (`cancel()`), when its time budget runs out, or when the
@@ -29,6 +29,11 @@ from ktune.pipeline.qa import Answer, validate_question
 from ktune.serve.stream import AnswerStreamer, GenerationStopped, RowStream
 
 log = logging.getLogger("ktune.serve.worker")
+
+
+# How a streamed answer is sent: each verified clause of the sentence being written (a listing value by value),
+# or only complete sentences. Both send only checked text, and the final answer is the same.
+STREAM_BY = ("clause", "sentence")
 
 
 class ServeError(KtuneError):
@@ -113,8 +118,11 @@ class InferenceWorker:
     """Owns `qa`; `submit()` from the event loop, results arrive on the job's event queue."""
 
     def __init__(self, qa, *, max_batch: int | None = None, max_wait_s: float = 0.005, max_queue: int = 256,
-                 request_timeout_s: float = 120.0):
+                 request_timeout_s: float = 120.0, stream_by: str = "clause"):
+        if stream_by not in STREAM_BY:
+            raise ValueError(f"stream_by {stream_by!r} is not one of {', '.join(STREAM_BY)}")
         self.qa = qa
+        self.stream_by = stream_by
         self.max_batch = max_batch or qa.config.batch_size
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -261,15 +269,15 @@ class InferenceWorker:
             return
         rows: dict[int, RowStream] = {}
 
-        def streamer_factory(indices, knowledges):
+        def streamer_factory(indices, questions, knowledges):
             streams = []
-            for i, knowledge in zip(indices, knowledges, strict=True):
+            for i, question, knowledge in zip(indices, questions, knowledges, strict=True):
                 job = answering[i][0]
                 cap = job.max_answer_tokens or qa.config.max_answer_tokens
-                rows[i] = RowStream(knowledge, cap, self._sink(job) if job.stream else None)
+                answer = qa.answer_stage.stream(question, knowledge, clauses=self.stream_by == "clause") if job.stream else None
+                rows[i] = RowStream(answer, cap, self._sink(job) if job.stream else None)
                 streams.append(rows[i])
-            return AnswerStreamer(qa.decoder.tokenizer, qa.decoder.end_ids, qa.decoder.pad_id,
-                                  qa.answer_stage.finish_sentence, streams,
+            return AnswerStreamer(qa.decoder.tokenizer, qa.decoder.end_ids, qa.decoder.pad_id, streams,
                                   should_stop=lambda: self._aborting() or all(j.stop_reason(False) for j, _ in answering))
 
         done = qa.complete([a for _, a in answering], [j.max_answer_tokens for j, _ in answering], streamer_factory)
@@ -280,7 +288,7 @@ class InferenceWorker:
                 continue
             if job.stream:
                 rest = answer.answer[len(job.sent):] if answer.answer.startswith(job.sent) else None
-                if rest is None:  # cannot happen while finish_sentence is deterministic; the final event has the truth
+                if rest is None:  # cannot happen (AnswerStream settles only what stays); the final event has the truth
                     log.warning("streamed text is not a prefix of the final answer for %r", job.question)
                 elif rest:
                     job.emit("delta", rest)

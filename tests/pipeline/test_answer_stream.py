@@ -1,0 +1,108 @@
+"""Streaming an answer while it is generated: what `AnswerStream` settles is checked text and stays in the final
+answer whatever the model writes next; clause by clause, a listing's first value comes long before its sentence
+ends."""
+
+import pytest
+
+from ktune.pipeline.answer import AnswerStream, ground
+from ktune.pipeline.claims import Checker, check_answer
+
+OTITIS = {"急性中耳炎": {"药物治疗": ["阿莫西林", "头孢菌素", "镇痛药"], "相关药物": ["阿莫西林胶囊"]}}
+QUESTION = "急性中耳炎吃什么药？"
+# what a model may write: good listings, a rewritten value, a predicate listed as a value, a loop, safety text,
+# an unfinished sentence (the cap), a provenance-looking body
+BODIES = [
+    "急性中耳炎常用的药物有：阿莫西林、头孢菌素、镇痛药。具体用药请遵医嘱或咨询药师。",
+    "急性中耳炎常用的药物有：阿莫西林、头孢类抗生素。具体用药请遵医嘱或咨询药师。",
+    "急性中耳炎常用的药物有：阿莫西林、相关药物。急性中耳炎的药物治疗包括头孢菌素。",
+    "急性中耳炎常用的药物有：阿莫西林、头孢菌素、阿莫西林、头孢菌素、阿莫西林",
+    "具体用药请遵医嘱或咨询药师。急性中耳炎常用的药物有：阿莫西林，一天三次。",
+    "急性中耳炎的药物治疗包括头孢菌素、镇痛药",
+    "相关知识：{}",
+    "急性中耳炎常用的药物有：阿莫西林\n相关知识：{}",
+]
+# what may follow any prefix of a body (the stream cannot know)
+CONTINUATIONS = ["", "。", "、头孢类抗生素。", "、镇痛药。请遵医嘱。", "等。", "胡乱编造的内容"]
+
+
+def _stream(body: str, clauses: bool, kb, knowledge=OTITIS, question=QUESTION) -> list[tuple[int, str]]:
+    """(characters of the body written, text settled then) for each piece settled, feeding one character at a time."""
+    stream = AnswerStream(knowledge, question, kb, clauses=clauses)
+    out = []
+    for n in range(1, len(body) + 1):
+        piece = stream.update(body[:n])
+        if piece:
+            out.append((n, piece))
+    return out
+
+
+@pytest.mark.parametrize("clauses", [True, False], ids=["clause", "sentence"])
+def test_what_is_streamed_stays_in_the_final_answer_whatever_comes_next(mini_kb, clauses):
+    for body in BODIES:
+        sent = ""
+        for n, piece in [(0, "")] + _stream(body, clauses, mini_kb):
+            sent += piece
+            for rest in [body[n:], *CONTINUATIONS]:
+                final = ground(body[:n] + rest, OTITIS, QUESTION, mini_kb).text
+                assert final.startswith(sent), (body[:n], rest, sent, final)
+        assert "".join(p for _, p in _stream(body, clauses, mini_kb)) == sent
+
+
+def test_nothing_streamed_is_an_unchecked_claim(mini_kb):
+    for body in BODIES:
+        sent = ""
+        for _, piece in _stream(body, True, mini_kb):
+            sent += piece
+            closed = sent if sent.endswith("。") else sent + "。"  # a verified head, closed as the answer would
+            check = check_answer(closed, OTITIS, QUESTION, mini_kb)
+            assert not check.dropped, (body, sent, check.dropped)
+
+
+def test_a_listing_streams_value_by_value_and_a_sentence_only_when_complete(mini_kb):
+    body = BODIES[0]
+    # a clause is settled when the separator after it is written (n = characters written)
+    assert _stream(body, True, mini_kb) == [
+        (body.index("、") + 1, "急性中耳炎常用的药物有：阿莫西林"),
+        (body.index("、镇痛药") + 1, "、头孢菌素"),
+        (body.index("。") + 1, "、镇痛药。"),
+        (len(body), "具体用药请遵医嘱或咨询药师。"),
+    ]
+    assert _stream(body, False, mini_kb) == [(body.index("。") + 1, "急性中耳炎常用的药物有：阿莫西林、头孢菌素、镇痛药。"),
+                                             (len(body), "具体用药请遵医嘱或咨询药师。")]
+
+
+def test_a_sentence_that_fails_after_verified_values_keeps_its_head(mini_kb):
+    g = ground(BODIES[1], OTITIS, QUESTION, mini_kb)
+    assert g.text.split("\n")[0] == "急性中耳炎常用的药物有：阿莫西林。具体用药请遵医嘱或咨询药师。"
+    assert [d.sentence for d in g.dropped] == ["急性中耳炎常用的药物有：阿莫西林、头孢类抗生素。"]  # still recorded
+    # a loop is cut before the first repeated value, a trailing qualification is not a fact
+    assert ground(BODIES[3], OTITIS, QUESTION, mini_kb).text.startswith("急性中耳炎常用的药物有：阿莫西林、头孢菌素。\n")
+    assert ground(BODIES[4], OTITIS, QUESTION, mini_kb).text.startswith(
+        "具体用药请遵医嘱或咨询药师。急性中耳炎常用的药物有：阿莫西林。\n")
+
+
+def test_a_clause_is_verified_only_when_it_ends_before_a_separator_and_states_a_fact(mini_kb):
+    checker = Checker(OTITIS, QUESTION, mini_kb)
+    text = "急性中耳炎常用的药物有：阿莫西林、头孢"
+    assert checker.clause(text, text.index("、")).facts[0].value == "阿莫西林"
+    assert checker.clause(text, len(text) - 1) is None  # no separator after it yet: 头 may become 头孢菌素
+    assert checker.clause("急性中耳炎常用的药物有：阿莫西林", 16) is None  # the cut must lie inside the text
+    assert checker.clause("根据知识库，急性中耳炎", 5) is None  # states nothing
+
+
+def test_a_sentence_end_inside_a_value_is_held_back_until_the_value_is_known():
+    knowledge = {"X片": {"用法用量": ["口服。一次1片", "口服"]}}
+    body = "X片的用法用量：口服。一次1片。请遵医嘱。"
+    stream = AnswerStream(knowledge)
+    sent = "".join(stream.update(body[:n]) for n in range(1, len(body) + 1))
+    assert sent == ground(body, knowledge).text.split("\n")[0]
+    assert sent.startswith("X片的用法用量：口服。一次1片。")  # one sentence, never cut at the value's 。
+    stream = AnswerStream(knowledge)
+    assert stream.update("X片的用法用量：口服。") == ""  # may be the value 口服。一次1片
+    assert stream.update("X片的用法用量：口服。两次") == "X片的用法用量：口服。"  # it is not
+
+
+def test_without_the_claim_check_the_body_streams_as_written(mini_kb):
+    stream = AnswerStream(OTITIS, QUESTION, mini_kb, claim_check=False)
+    assert stream.update("相关") == ""  # may still become a provenance line
+    assert stream.update("相关的药物有 ") == "相关的药物有"
