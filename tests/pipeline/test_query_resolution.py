@@ -136,6 +136,10 @@ def entries(tmp_path_factory):
         {"中心词": "便秘", "常见病因": ["膳食纤维不足"]},
         {"中心词": "结节", "常见症状": ["肿块"]},
         {"中心词": "高血压", "就诊科室": ["心内科"]},
+        {"中心词": "痛风", "病因": ["尿酸升高"]},
+        {"中心词": "痛风石", "病因": ["尿酸盐沉积"]},
+        {"中心词": "阿莫西林片", "适应症": ["中耳炎"]},
+        {"中心词": "阿莫西林胶囊", "适应症": ["中耳炎"]},
     ]
     root = tmp_path_factory.mktemp("entries")
     src = root / "kb.jsonl"
@@ -220,3 +224,27 @@ def test_a_generic_name_in_the_question_lets_another_product_answer_a_field_this
     named = Query("布洛芬片", "用法用量", "布洛芬片", 1.0, "exact")  # the product itself is asked: refused, not swapped
     assert stage.answering_entry("布洛芬片一次吃几片？", named) == named
     kb.close()
+
+
+def test_a_free_entity_written_with_a_homophone_typo_is_the_kb_name_that_reads_the_same(entries):
+    q = entries.resolve_free("高血呀|就诊科室")
+    assert (q.entity, q.linked_entity, q.link_method) == ("高血压", "高血压", "homophone")
+    assert q.raw == "高血呀|就诊科室"  # what the model wrote is kept
+
+
+def test_a_typo_mention_covering_an_exact_name_wins_unless_it_only_adds_a_frame_character(entries):
+    assert [m[2] for m in entries.mentions("肾结拾怎么办")] == ["肾结石"]
+    assert [m[2] for m in entries.mentions("阿莫西林交囊能治什么")] == ["阿莫西林胶囊"]
+    assert [m[2] for m in entries.mentions("痛风是什么原因引起的")] == ["痛风"]  # 痛风是 reads like 痛风石
+
+
+def test_a_name_the_kb_has_only_for_a_population_is_that_entry(entries):
+    q = entries.answering_entry("小孩肺炎有什么症状", Query("肺炎", "临床表现", None, raw="肺炎|临床表现"))
+    assert q.linked_entity == "小儿肺炎" and q.link_method == "population"
+
+
+def test_a_name_the_model_shortened_is_the_name_the_question_writes(entries):
+    q = entries.framed_mention("便秘了怎么办", Query("便", "治疗方案", None, raw="便|治疗方案"))
+    assert q.linked_entity is None  # one character is no name
+    q = entries.framed_mention("肾结石怎么办", Query("肾石", "治疗方案", None, raw="肾石|治疗方案"))
+    assert q.linked_entity == "肾结石" and q.link_method.startswith("framed:")

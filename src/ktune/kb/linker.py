@@ -180,6 +180,16 @@ class EntityLinker:
                 i += 1
         return out
 
+    def homophone_of(self, text: str, min_len: int = 3) -> str | None:
+        """The one KB surface that reads exactly like `text` (at least `min_len` characters, not itself a
+        surface): 鼻豆炎 -> 鼻窦炎, 甲消唑 -> 甲硝唑; None when there is none or more than one."""
+        norm = normalize(text)
+        if len(norm) < min_len or norm in self.surfaces or not all(_is_cjk(ch) for ch in norm):
+            return None
+        self._pinyin_match({}, "占位", "")  # builds the index
+        hits = [s for s in self._pinyin_index.get(self._py.key(norm), ()) if len(s) == len(norm)]
+        return hits[0] if len(hits) == 1 else None
+
     def homophone_mentions(self, text: str, min_len: int = 3) -> list[tuple[int, int, str]]:
         """KB surfaces written in `text` with a homophone typo (高血呀 -> 高血压, 阿莫西林交囊 -> 阿莫西林胶囊; how a
         pinyin input method errs): windows of at least `min_len` characters that are no KB surface themselves but

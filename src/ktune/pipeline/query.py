@@ -9,7 +9,7 @@ from rapidfuzz import process as fuzz_process
 
 from ktune.errors import UnknownAttributeError
 from ktune.kb.aliases import DERIVED
-from ktune.kb.linker import frame_only, normalize
+from ktune.kb.linker import Link, frame_only, normalize
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Beam, Decoder
 from ktune.pipeline.trie import QueryGrammar
@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 # Link methods that mean "the generated string IS a KB key or one of its aliases" (no guessing), or names one by
 # a linker rule (variant: 手足口 -> 手足口病; modifier: 轻度脂肪肝 -> 脂肪肝; see ktune.kb.linker).
-SURE_LINKS = ("exact", "normalized", "generic", "normalized_alias", "variant", "modifier")
-RULE_LINKS = ("variant", "modifier")
+SURE_LINKS = ("exact", "normalized", "generic", "normalized_alias", "variant", "modifier", "homophone")
+RULE_LINKS = ("variant", "modifier", "homophone")
 OTHER_KIND = "generic_other_kind"  # a generic drug name asked a field drugs never have: refused (see resolve_free)
 # Links the re-rank accepts as evidence for a constrained candidate: sure ones and homophone typos (过民性紫癜 ->
 # 过敏性紫癜). A fuzzy link is not evidence: on the demo run every fuzzy-only free output was a term the KB lacks
@@ -50,6 +50,12 @@ def standalone(norm: str, start: int, end: int) -> bool:
     neighbours = (left[-1][0] if left else None, right[0][0] if right else None)
     return not any(w is not None and len(w) == 1 and "\u4e00" <= w <= "\u9fff" and w not in _FRAME_CHARS
                    for w in neighbours)
+
+
+def _subsequence(short: str, long: str) -> bool:
+    """`short`'s characters appear in `long` in order (五肩 in 五十肩)."""
+    it = iter(long)
+    return all(ch in it for ch in short)
 
 
 @dataclass(frozen=True)
@@ -133,10 +139,18 @@ class QueryStage:
         the entry itself, or, when it has nothing for the intent, the richest equivalent entry that has (脑梗|预防 ->
         脑梗死: CMeKG keeps 脑梗 as a thin entry of its own). The entity kind never changes."""
         entity, attr = query.linked_entity, query.attribute
+        norm = normalize(question)
+        if entity is None and attr is not None and query.entity and query.link_method in (None, OTHER_KIND):
+            # a name the KB has only as a population's entry (小孩咳嗽: 咳嗽 names drug products, 小儿咳嗽 an entry)
+            surface = normalize(query.entity)
+            at = norm.find(surface)
+            own = self.kb.linker.population_entry(norm[max(0, at - POPULATION_WINDOW):at], surface) if at > 0 else None
+            if own and self.kb.kind(own) in NAMED_KINDS and self._answers(own, attr):
+                return Query(query.entity, attr, own, None, "population", query.raw)
+            return query
         if entity is None or attr is None:
             return query
         kind = self.kb.kind(entity)
-        norm = normalize(question)
         for surface in (normalize(query.entity or ""), normalize(entity)):
             at = norm.find(surface) if surface else -1
             if at > 0:
@@ -213,6 +227,14 @@ class QueryStage:
                      if is_sure(lk.method) and self.kb.kind(lk.entity) in NAMED_KINDS]
             if links:
                 hits.append((surface, self._pick_link(links, query.attribute)))
+        if not hits:  # the model dropped characters of a name the question writes (五十肩 -> 五肩)
+            for start, end, surface in self.mentions(question):
+                if (len(span) >= 2 and 0 < len(surface) - len(span) <= 2 and _subsequence(span, surface)
+                        and standalone(norm, start, end)):
+                    links = [lk for lk in self.kb.link(surface, k=self.config.link_k)
+                             if is_sure(lk.method) and self.kb.kind(lk.entity) in NAMED_KINDS]
+                    if links:
+                        hits.append((surface, self._pick_link(links, query.attribute)))
         if len(hits) != 1:
             return query
         surface, best = hits[0]
@@ -251,9 +273,19 @@ class QueryStage:
     def mentions(self, question: str) -> list[tuple[int, int, str]]:
         """KB surfaces the question writes, exactly or with a homophone typo (高血呀), over normalize(question)."""
         exact = self.kb.linker.find_mentions(question)
-        taken = {i for s, e, _ in exact for i in range(s, e)}
-        typos = [m for m in self.kb.linker.homophone_mentions(question) if not taken & set(range(m[0], m[1]))]
-        return sorted(exact + typos)
+        written = {i for s, e, _ in exact for i in range(s, e)}
+        norm = normalize(question)
+        # a typo that covers an exact name wins (阿莫西林交囊 over 阿莫西林) unless what it adds is a frame character
+        # that happens to read like the name's next one (痛风是 reads like 痛风石: 痛风 stays)
+        typos = [m for m in self.kb.linker.homophone_mentions(question)
+                 if not any(i not in written and norm[i] in _FRAME_CHARS for i in range(m[0], m[1]))
+                 or not written & set(range(m[0], m[1]))]
+        found, taken = [], set()
+        for m in sorted(exact + typos, key=lambda m: (m[0] - m[1], m[0])):  # longest first
+            if not taken & set(range(m[0], m[1])):
+                found.append(m)
+                taken.update(range(m[0], m[1]))
+        return sorted(found)
 
     def _decode(self, questions: list[str], mode: str) -> list[Query]:
         prompts = [self.fmt.query_prompt(q) for q in questions]
@@ -313,6 +345,10 @@ class QueryStage:
         links = self.kb.link(entity, k=self.config.link_k)
         if not links:
             return Query(entity, attr, None, raw=raw)
+        if links[0].method == "pinyin" and (twin := self.kb.linker.homophone_of(entity)):
+            # written with a homophone typo (鼻豆炎): the one KB name that reads the same, as a rule, not a guess
+            links = [Link(lk.entity, lk.score, "homophone", lk.surface) for lk in self.kb.link(twin, k=self.config.link_k)
+                     if is_sure(lk.method)] or links
         best = self._pick_link(links, attr)
         if best.method in RULE_LINKS:  # the query names the KB key the rule reached; `raw` keeps what was generated
             entity = best.entity
