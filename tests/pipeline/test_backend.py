@@ -80,6 +80,9 @@ class _Completions(ChatStub):
             if prompt.endswith("回答："):
                 texts.append(cls.body + "\n")
                 continue
+            if prompt.endswith("|"):  # the attribute after a given entity (QueryStage.free_attributes)
+                texts.append("就诊科室\n")
+                continue
             question = prompt.split("\n", 1)[0].removeprefix("问题：")
             grammar = body.get("grammar") or body.get("structured_outputs", {}).get("grammar")
             texts.append((cls.constrained if grammar else cls.free).get(question, "无") + "\n多余")
@@ -180,3 +183,15 @@ def test_the_openai_backend_needs_a_url_and_a_model(fresh_run, mini_kb, capsys):
     assert main(["ask", "感冒会传染吗？", "--run", str(fresh_run), "--kb", str(mini_kb.store.path),
                  "--backend", "openai"]) == 2
     assert "--backend openai needs --base-url" in capsys.readouterr().err
+
+
+def test_a_no_query_for_a_question_naming_a_kb_entry_asks_the_server_for_the_attribute_after_it(fresh_run, mini_kb,
+                                                                                                stub):
+    from ktune.pipeline import PipelineConfig
+
+    qa = _remote_qa(fresh_run, mini_kb, stub)
+    qa.config = qa.query_stage.config = PipelineConfig()  # mention_fallback on
+    answer = qa.ask("偏头痛挂什么科", with_answer=False)
+    assert answer.linked_entity == "偏头痛" and answer.query == ("偏头痛", "就诊科室")
+    assert answer.link_method.startswith("named_entity:")
+    assert _Completions.seen[-1]["body"]["prompt"] == [FMT.query_prompt("偏头痛挂什么科") + "偏头痛|"]
