@@ -195,3 +195,11 @@ def test_a_no_query_for_a_question_naming_a_kb_entry_asks_the_server_for_the_att
     assert answer.linked_entity == "偏头痛" and answer.query == ("偏头痛", "就诊科室")
     assert answer.link_method.startswith("named_entity:")
     assert _Completions.seen[-1]["body"]["prompt"] == [FMT.query_prompt("偏头痛挂什么科") + "偏头痛|"]
+
+
+def test_warm_builds_the_grammar_text_without_asking_the_server(fresh_run, mini_kb, stub):
+    qa = _remote_qa(fresh_run, mini_kb, stub)
+    qa.warm()
+    assert _Completions.seen == []
+    with qa.snapshot():
+        assert qa.query_stage.grammar._gbnf is not None

@@ -141,8 +141,14 @@ class RemoteQueryStage(QueryStage):
 
     @property
     def grammar(self) -> KeyGrammar:
-        return self.kb.derived(self, "key_grammar", lambda: KeyGrammar.from_kb(self.kb, self.fmt,
-                                                                                self.config.attribute_scope))
+        """The KB keys of this KB version, with their GBNF text built (warm() builds it before the first request)."""
+        return self.kb.derived(self, "key_grammar", self._build_grammar)
+
+    def _build_grammar(self) -> KeyGrammar:
+        grammar = KeyGrammar.from_kb(self.kb, self.fmt, self.config.attribute_scope)
+        if self.decoder.grammar_field != "none":
+            grammar.gbnf()
+        return grammar
 
     @property
     def query_decoder(self):
