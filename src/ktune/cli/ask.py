@@ -34,7 +34,8 @@ def add_backend_options(p) -> None:
     g = p.add_argument_group("generation backend (ktune.pipeline.backend)")
     g.add_argument("--backend", choices=BACKENDS, default="local",
                    help="local: the run's model in this process (default); openai: an OpenAI-compatible completions "
-                   "server (llama.cpp server, vLLM) serving the run's model (ktune export --merge)")
+                   "server (llama.cpp server, vLLM) serving the run's model (ktune export --gguf for llama.cpp, "
+                   "--merge for vLLM)")
     g.add_argument("--base-url", metavar="URL", help="the server (--backend openai), e.g. http://127.0.0.1:8080")
     g.add_argument("--model", metavar="NAME", help="the model name the server serves (--backend openai)")
     g.add_argument("--api-key", metavar="KEY", help="sent as a bearer token when given (OPENAI_API_KEY is never read)")

@@ -3,8 +3,8 @@
   local   the run's model in this process through transformers (ktune.pipeline.decode): token-trie constrained
           decoding, beams, the stage-1 subset head, draft-and-verify answers, streaming. The default.
   openai  any OpenAI-compatible completions server (llama.cpp's server, vLLM, SGLang) serving the run's model
-          (`ktune export --merge`): the run's prompts are sent as raw completion prompts to /v1/completions at
-          temperature 0, stopped at the prompt format's stop string. Stage 1's KB-key constraint is sent as a GBNF
+          (`ktune export --gguf` for llama.cpp, `--merge` for vLLM): the run's prompts are sent as raw completion
+          prompts to /v1/completions at temperature 0, stopped at the prompt format's stop string. Stage 1's KB-key constraint is sent as a GBNF
           grammar (ktune.pipeline.gbnf) in the body field `grammar_field` names:
             grammar                      llama.cpp server
             structured_outputs.grammar   vLLM (structured outputs, xgrammar)
