@@ -13,6 +13,9 @@ answer tokens/s, peak RSS during the path's calls, retrieval accuracy against th
 many queries and answer texts the two paths share. Single-question calls alternate old / new, so a change in the
 machine's load hits both. Other processes' CPU use over the run is printed with the numbers.
 --variants: stage-1 accuracy of every query mode on the human-style questions (tests/fixtures).
+--base-url URL --model NAME: a third path, "remote": the defaults with the openai backend (ktune.pipeline.backend)
+against a server serving the same run (e.g. llama.cpp with `ktune export --gguf`), its grammar field
+--grammar-field; the servers' own threads are not counted in --threads.
 
 Prints numbers (and --json writes them); measures, asserts nothing.
 """
@@ -75,7 +78,7 @@ def answer_tokens(tokenizer, answer) -> int:
     return len(tokenizer(body, add_special_tokens=False)["input_ids"]) + 1
 
 
-def compare(pipelines: dict, records: list[dict], answer_n: int, batch_size: int) -> dict:
+def compare(pipelines: dict, records: list[dict], answer_n: int, batch_size: int, tokenizer) -> dict:
     from ktune.threads import CpuSampler
 
     rss, sampler = PeakRss(), CpuSampler()
@@ -102,7 +105,7 @@ def compare(pipelines: dict, records: list[dict], answer_n: int, batch_size: int
             out[name]["answer_s"].append(time.perf_counter() - t)
             out[name]["peak_rss_mb"] = max(out[name]["peak_rss_mb"], rss.read() or 0.0)
             if not a.refused:
-                out[name]["answer_tokens"] += answer_tokens(qa.decoder.tokenizer, a)
+                out[name]["answer_tokens"] += answer_tokens(tokenizer, a)
                 out[name].setdefault("answer_gen_s", 0.0)
                 out[name]["answer_gen_s"] += a.timings.get("answer", 0.0)
             single[name].append(a)
@@ -211,6 +214,9 @@ def main(argv=None) -> int:
     p.add_argument("--variants", action="store_true", help="also: stage-1 accuracy of every query mode (human set)")
     p.add_argument("--modes", default="free,greedy,beam,rerank,fallback")
     p.add_argument("--json", type=Path, help="also write the numbers to this file")
+    p.add_argument("--base-url", help="also the openai backend against this server (path 'remote')")
+    p.add_argument("--model", help="the model name the server serves")
+    p.add_argument("--grammar-field", default="grammar", help="body field of the stage-1 grammar (default: grammar)")
     args = p.parse_args(argv)
 
     import torch
@@ -230,6 +236,12 @@ def main(argv=None) -> int:
                               PipelineConfig(threads=threads, **overrides), run.info, grammar)
         grammar = qa.query_stage.grammar  # built once, shared
         pipelines[name] = qa
+    if args.base_url:
+        from ktune.pipeline.backend import OpenAIBackend
+
+        backend = OpenAIBackend(args.base_url, args.model or "ktune", grammar_field=args.grammar_field)
+        pipelines["remote"] = KnowledgeTunedQA(None, None, kb, run.prompt_format, PipelineConfig(threads=threads),
+                                               run.info, backend=backend)
     kb.link("预热")  # the linker's indexes, outside the timings
     results = {"load_s": time.perf_counter() - t, "threads": torch.get_num_threads(),
                "dtype": str(next(run.model.parameters()).dtype), "cpu_count": os.cpu_count()}
@@ -237,7 +249,7 @@ def main(argv=None) -> int:
     source = args.data / f"{args.split}.jsonl" if args.data else HUMAN
     records = read_questions(source, args.n)
     results["questions"] = str(source)
-    results.update(compare(pipelines, records, args.answer_n, args.batch_size))
+    results.update(compare(pipelines, records, args.answer_n, args.batch_size, run.tokenizer))
     print_table(results, results["threads"])
     if args.variants:
         human = read_questions(HUMAN)

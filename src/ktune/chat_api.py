@@ -1,4 +1,5 @@
-"""One client for OpenAI-compatible /v1/chat/completions endpoints: the dataset teacher, the H2 judge, remote backends.
+"""One client for OpenAI-compatible endpoints: /v1/chat/completions (the dataset teacher, the H2 judge) and raw-prompt
+/v1/completions (the pipeline's `openai` generation backend, ktune.pipeline.backend).
 
 Built on the official `openai` package (retries with backoff on connection errors, timeouts, 408/429/5xx; the
 `ml` extra installs it). A URL may name the server (`http://host:8000`), its API root (`.../v1`) or the endpoint
@@ -56,3 +57,23 @@ class ChatClient:
             raise ChatError(f"{self.endpoint} (model {self.model!r}) returned no choices[0].message; "
                             f"check {self.hint}")
         return str(message.content or "")  # no text (a refusal, a tool call): the caller rejects an empty reply
+
+    def complete_text(self, prompts: list[str], max_tokens: int, stop: list[str] | None = None,
+                      extra_body: dict | None = None) -> list[str]:
+        """Raw-prompt completions (/v1/completions), one text per prompt in order, all prompts in one request;
+        `extra_body`: server-specific fields (a grammar) sent in the JSON body as they are."""
+        import openai
+
+        extra = {} if self.temperature is None else {"temperature": self.temperature}
+        endpoint = api_root(self.endpoint) + "/completions"
+        try:
+            response = self._client.completions.create(model=self.model, prompt=prompts, max_tokens=max_tokens,
+                                                       stop=stop, extra_body=extra_body, **extra)
+        except openai.OpenAIError as exc:
+            raise ChatError(f"{endpoint} (model {self.model!r}) failed ({self.retries} retries allowed): "
+                            f"{type(exc).__name__}: {exc}; check {self.hint}") from exc
+        choices = sorted(getattr(response, "choices", None) or [], key=lambda c: c.index)
+        if len(choices) != len(prompts):
+            raise ChatError(f"{endpoint} (model {self.model!r}) returned {len(choices)} choices for {len(prompts)} "
+                            f"prompts; check {self.hint}")
+        return [str(c.text or "") for c in choices]

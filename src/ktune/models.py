@@ -56,13 +56,10 @@ def resolve_base(base: str, *, prepare_missing: bool = True) -> str:
     return base  # a hub id such as Qwen/Qwen2.5-7B-Instruct
 
 
-def prepare(name: str, *, force: bool = False) -> Path:
-    """Convert a packaged GGUF into a cached HF folder ($KTUNE_HOME/models/NAME); idempotent."""
+def packaged_gguf(name: str) -> Path:
+    """The packaged model's GGUF file, assembled from its chunks on first use."""
     if name not in PACKAGED:
         raise ConfigError(f"unknown packaged model {name!r}; choices: {sorted(PACKAGED)}")
-    out = prepared_path(name)
-    if is_prepared(name) and not force:
-        return out
     package, requirement = PACKAGED[name]
     try:
         import importlib
@@ -70,8 +67,18 @@ def prepare(name: str, *, force: bool = False) -> Path:
         mod = importlib.import_module(package)
     except ImportError as exc:
         raise ConfigError(f"{name} needs `pip install {requirement}` (or `pip install ktune[cpu]`)") from exc
+    return Path(mod.assemble())
+
+
+def prepare(name: str, *, force: bool = False) -> Path:
+    """Convert a packaged GGUF into a cached HF folder ($KTUNE_HOME/models/NAME); idempotent."""
+    if name not in PACKAGED:
+        raise ConfigError(f"unknown packaged model {name!r}; choices: {sorted(PACKAGED)}")
+    out = prepared_path(name)
+    if is_prepared(name) and not force:
+        return out
     t0 = time.perf_counter()
-    gguf_path = Path(mod.assemble())
+    gguf_path = packaged_gguf(name)
     log.info("%s: assembled %s; converting to a Hugging Face folder (about 45 s once)", name, gguf_path)
     _convert_gguf(gguf_path, out)
     log.info("%s: prepared %s in %.0f s", name, out, time.perf_counter() - t0)

@@ -28,17 +28,49 @@ def add_pipeline_options(p) -> None:
     p.add_argument("--config", metavar="FILE", help="PipelineConfig JSON; flags override it")
 
 
+def add_backend_options(p) -> None:
+    from ktune.pipeline.backend import BACKENDS, GRAMMAR_FIELDS
+
+    g = p.add_argument_group("generation backend (ktune.pipeline.backend)")
+    g.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="local: the run's model in this process (default); openai: an OpenAI-compatible completions "
+                   "server (llama.cpp server, vLLM) serving the run's model (ktune export --gguf for llama.cpp, "
+                   "--merge for vLLM)")
+    g.add_argument("--base-url", metavar="URL", help="the server (--backend openai), e.g. http://127.0.0.1:8080")
+    g.add_argument("--model", metavar="NAME", help="the model name the server serves (--backend openai)")
+    g.add_argument("--api-key", metavar="KEY", help="sent as a bearer token when given (OPENAI_API_KEY is never read)")
+    g.add_argument("--grammar-field", choices=GRAMMAR_FIELDS, default="grammar",
+                   help="the request body field the stage-1 GBNF grammar goes in: grammar (llama.cpp server, the "
+                   "default), structured_outputs.grammar (vLLM), guided_grammar (older vLLM), none (free decoding "
+                   "+ KB linking)")
+
+
+def make_backend(args):
+    """The backend the flags choose: None for the local one."""
+    from ktune.errors import ConfigError
+
+    if getattr(args, "backend", "local") == "local":
+        return None
+    if not args.base_url or not args.model:
+        raise ConfigError("--backend openai needs --base-url (the server) and --model (the name it serves)")
+    from ktune.pipeline.backend import OpenAIBackend
+
+    return OpenAIBackend(args.base_url, args.model, api_key=args.api_key, grammar_field=args.grammar_field)
+
+
 def add_parser(sub) -> None:
     from ktune.pipeline.config import PipelineConfig
 
     p = sub.add_parser("ask", help="answer one question from the knowledge base, with provenance")
     p.add_argument("question", nargs="+", help="the question (words are joined with spaces)")
     add_pipeline_options(p)
+    add_backend_options(p)
     add_json_option(p)
     p.set_defaults(func=run_ask)
 
     p = sub.add_parser("chat", help="interactive questions; shows query, knowledge and answer")
     add_pipeline_options(p)
+    add_backend_options(p)
     p.set_defaults(func=run_chat)
 
     p = sub.add_parser("predict", help="answer a JSONL file of questions (resumable)")
@@ -48,6 +80,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, help=f"questions per model batch (default {PipelineConfig.batch_size})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_pipeline_options(p)
+    add_backend_options(p)
     add_json_option(p)
     p.set_defaults(func=run_predict)
 
@@ -73,7 +106,7 @@ def load_pipeline(args, config=None):
     from ktune.pipeline import KnowledgeTunedQA
 
     config = config or pipeline_config(args)
-    return KnowledgeTunedQA.from_pretrained(args.run, kb=open_kb(args), config=config)
+    return KnowledgeTunedQA.from_pretrained(args.run, kb=open_kb(args), config=config, backend=make_backend(args))
 
 
 def format_answer(answer) -> str:

@@ -21,7 +21,7 @@ from ktune.pipeline.qa import Answer, validate_question
 log = logging.getLogger(__name__)
 
 OUTPUT_FIELDS = ("query", "linked_entity", "link_score", "link_method", "knowledge", "answer", "refused",
-                 "refusal_reason", "kb_version")
+                 "refusal_reason", "kb_version", "generation")
 INPUT_PREFIX = "input_"  # an input field that an output field would overwrite is kept as input_<name>
 
 

@@ -10,19 +10,17 @@ from pathlib import Path
 from ktune.errors import InputError
 from ktune.pipeline.answer import (
     NO_KNOWLEDGE,
-    AnswerStage,
     premise_answer,
     refusal_text,
     retrieve,
 )
+from ktune.pipeline.backend import Backend, LocalBackend
 from ktune.pipeline.claims import SentenceCheck
 from ktune.pipeline.config import PipelineConfig
-from ktune.pipeline.decode import Decoder
 from ktune.pipeline.premise import Premise, PremiseQuery, decide_premise, find_premise, premise_knowledge
-from ktune.pipeline.query import Query, QueryStage
+from ktune.pipeline.query import Query
 from ktune.pipeline.trie import QueryGrammar
 from ktune.prompt import PromptFormat
-from ktune.query_vocab import answer_draft_ids
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +45,7 @@ class Answer:
     premise: Premise | None = None
     raw_answer: str | None = None
     premise_query: PremiseQuery | None = field(default=None, repr=False, compare=False)  # internal: for refusals
+    generation: dict = field(default_factory=dict)  # the backend that generated stages 1 and 3 (Backend.describe)
 
     def to_json(self) -> dict:
         return {
@@ -64,6 +63,7 @@ class Answer:
             "dropped_claims": [c.to_json() for c in self.dropped_claims],
             "premise": self.premise.to_json() if self.premise else None,
             "raw_answer": self.raw_answer,
+            "generation": self.generation,
         }
 
 
@@ -93,15 +93,16 @@ class KnowledgeTunedQA:
     """question -> constrained query -> acquire_knowledge -> grounded answer with provenance, or refusal."""
 
     def __init__(self, model, tokenizer, kb, prompt_format: PromptFormat | None = None,
-                 config: PipelineConfig | None = None, run_info=None, grammar: QueryGrammar | None = None):
+                 config: PipelineConfig | None = None, run_info=None, grammar: QueryGrammar | None = None,
+                 backend: Backend | None = None):
+        """`backend`: what generates queries and answers (ktune.pipeline.backend); default: `model` and
+        `tokenizer` in this process (both may be None with another backend)."""
         self.kb = kb
         self.fmt = prompt_format or PromptFormat()
         self.config = config or PipelineConfig()
         self.run_info = run_info
-        draft = answer_draft_ids(tokenizer) if self.config.answer_decoding == "draft" else None
-        self.decoder = Decoder(model, tokenizer, self.fmt, draft_ids=draft)
-        self.query_stage = QueryStage(self.decoder, kb, self.fmt, self.config, grammar)
-        self.answer_stage = AnswerStage(self.decoder, self.fmt, self.config, kb)
+        self.backend = backend or LocalBackend(model, tokenizer, grammar)
+        self.decoder, self.query_stage, self.answer_stage = self.backend.stages(kb, self.fmt, self.config)
         if run_info is not None and run_info.kb_version and run_info.kb_version != self.kb_version:
             log.warning(
                 "the run was trained against KB version %s but this KB is version %s: queries may name "
@@ -109,19 +110,28 @@ class KnowledgeTunedQA:
             )
 
     @classmethod
-    def from_pretrained(cls, run, kb=None, config: PipelineConfig | None = None, **overrides) -> KnowledgeTunedQA:
-        """`run`: a run folder (ktune train) or a LoadedRun; `kb`: a KnowledgeBase, a path, or None (default)."""
+    def from_pretrained(cls, run, kb=None, config: PipelineConfig | None = None, backend: Backend | None = None,
+                        **overrides) -> KnowledgeTunedQA:
+        """`run`: a run folder (ktune train) or a LoadedRun; `kb`: a KnowledgeBase, a path, or None (default).
+        With a `backend` other than the local one, only the run's prompt format and info are read (the
+        server serves the model)."""
         from ktune.kb import KnowledgeBase
         from ktune.threads import apply_threads
-        from ktune.train.run import LoadedRun, load_run
+        from ktune.train.run import LoadedRun, RunInfo, load_run
 
         config = config or PipelineConfig(**overrides)
+        if kb is None or isinstance(kb, (str, Path)):
+            kb = KnowledgeBase.open(kb)
+        if backend is not None and not isinstance(backend, LocalBackend):
+            path = run.path if isinstance(run, LoadedRun) else Path(run)
+            info, fmt = RunInfo.load(path), PromptFormat.from_pretrained(path)
+            log.info("pipeline: run %s (prompt format), backend %s, KB %s (version %s), query mode %s",
+                     path, backend.describe(), kb.store.path, kb.version, config.query_mode)
+            return cls(None, None, kb, fmt, config, info, backend=backend)
         apply_threads(config.threads)
         if not isinstance(run, LoadedRun):
             dtype = None if config.dtype == "auto" else config.dtype
             run = load_run(Path(run), device=config.device, dtype=dtype, merge=True)
-        if kb is None or isinstance(kb, (str, Path)):
-            kb = KnowledgeBase.open(kb)
         log.info("pipeline: run %s, base %s, KB %s (version %s), query mode %s",
                  run.path, run.info.base_model, kb.store.path, kb.version, config.query_mode)
         return cls(run.model, run.tokenizer, kb, run.prompt_format, config, run.info)
@@ -255,6 +265,7 @@ class KnowledgeTunedQA:
             refusal_reason=reason,
             kb_version=self.kb_version,
             timings=dict(timing),
+            generation=self.backend.describe(),
             premise=decide_premise(premise, knowledge, self.kb) if premise is not None and knowledge else None,
             premise_query=premise,
         )

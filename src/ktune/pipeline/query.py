@@ -244,16 +244,20 @@ class QueryStage:
         """The attribute the model writes after a given `entity|`, decoded freely: it says what the question
         asks even when the entity has no such field (then stage 2 refuses), unlike decoding under the grammar,
         which only offers the fields the entity has."""
-        from ktune.prompt import encode_pieces
-
-        prompts = [self.fmt.query_prompt(q) for q in questions]
-        forced = [encode_pieces(self.decoder.tokenizer, [e, self.fmt.separator]) for e in entities]
-        beams = self.query_decoder.greedy(prompts, self.config.max_query_tokens, None, forced)
+        beams = self._attribute_beams(questions, entities)
         out = []
         for entity, beam in zip(entities, beams, strict=True):
             text = beam.text.split(self.fmt.stop, 1)[0].strip()
             out.append((self.map_attribute(text) if text else None, f"{entity}{self.fmt.separator}{text}"))
         return out
+
+    def _attribute_beams(self, questions: list[str], entities: list[str]) -> list[Beam]:
+        """Free greedy continuations after each question's query prompt + `entity|` (placed as tokens)."""
+        from ktune.prompt import encode_pieces
+
+        prompts = [self.fmt.query_prompt(q) for q in questions]
+        forced = [encode_pieces(self.decoder.tokenizer, [e, self.fmt.separator]) for e in entities]
+        return self.query_decoder.greedy(prompts, self.config.max_query_tokens, None, forced)
 
     def named_entity(self, question: str) -> str | None:
         """The KB surface (a condition, drug, herb or formula; a generic drug name included) the question names as

@@ -47,6 +47,30 @@ def _memo(fn: Callable[[str], Iterable[str]]) -> Callable[[str], tuple[str, ...]
     return wrapped
 
 
+def kb_keys(kb, attribute_scope: str = "entity") -> tuple[dict[str, tuple[str, ...]], Callable[[str], list[str]]]:
+    """What a stage-1 grammar allows: every KB name and alias -> its canonical entities, and the attributes allowed
+    after an entity (see QueryGrammar.from_kb for `attribute_scope`).
+
+    Everything is read now, from the caller's snapshot (one query each): a grammar built from it never reads the
+    KB later, so it stays the grammar of the version it was built from."""
+    kinds = dict(kb.store.iter_entities())
+    surfaces: dict[str, set[str]] = defaultdict(set)
+    for name in kinds:
+        surfaces[name].add(name)
+    for surface, entity, _pred in kb.store.iter_aliases():
+        surfaces[surface].add(entity)
+    frozen = {s: tuple(sorted(es)) for s, es in surfaces.items()}
+    table = kb.attributes_table()
+
+    def attributes_of(entity: str) -> list[str]:
+        have = table.get(entity, [])
+        if attribute_scope != "kind":
+            return have
+        return have + [a for a in kb.schema.attributes_for_kind(kinds.get(entity) or "other") if a not in have]
+
+    return frozen, attributes_of
+
+
 class TokenTrie:
     """Token sequences -> payloads."""
 
@@ -74,74 +98,20 @@ class WalkState:
     complete: bool = False
 
 
-class QueryGrammar:
-    """Which next tokens keep a partial query a valid `entity|attribute` KB key (or the no-query answer)."""
+class KeySet:
+    """The valid stage-1 keys: KB names and aliases (`names`) and the attributes allowed after each."""
 
-    def __init__(
-        self,
-        tokenizer,
-        surfaces: dict[str, tuple[str, ...]],
-        attributes_of: Callable[[str], Iterable[str]],
-        *,
-        separator: str = "|",
-        stop: str = "\n",
-        no_query: str = "无",
-    ):
-        self.tokenizer = tokenizer
+    def __init__(self, surfaces: dict[str, tuple[str, ...]], attributes_of: Callable[[str], Iterable[str]], *,
+                 separator: str = "|", stop: str = "\n", no_query: str = "无"):
         self.surfaces = surfaces  # surface -> canonical KB entities
         self._attributes_of = _memo(attributes_of)
-        self.sep_ids = encode_piece(tokenizer, separator)
-        self.stop_ids = encode_piece(tokenizer, stop)
-        self.no_query_ids = encode_piece(tokenizer, no_query)
-        self.entity_trie = TokenTrie()
-        self._attr_tries: dict[tuple[str, ...], TokenTrie] = {}
         self._attrs_of_surface: dict[str, tuple[str, ...]] = {}
-        self._allowed_cache: dict[int, tuple[int, ...]] = {}
+        self.separator, self.stop, self.no_query = separator, stop, no_query
         banned = (separator, stop)
-        names = sorted(
+        self.names = sorted(
             s for s in surfaces if s and not any(b in s for b in banned) and self.attributes_for_surface(s)
         )
-        for name, ids in zip(names, _encode_many(tokenizer, names), strict=True):
-            if ids:
-                self.entity_trie.insert(ids + self.sep_ids, name)
-        self.entity_trie.insert(self.no_query_ids + self.stop_ids, NO_QUERY)
-        log.debug("query grammar: %d surfaces in the entity trie", self.entity_trie.size)
 
-    @classmethod
-    def from_kb(cls, kb, tokenizer, prompt_format, attribute_scope: str = "entity") -> QueryGrammar:
-        """Grammar over every KB name and alias (alias table, incl. derived generic drug names).
-
-        attribute_scope "entity": only attributes the entity has values for (kb.attributes_of);
-        "kind": also every schema attribute of the entity's kind, so a question about a missing field
-        can still be decoded (and refused) instead of being forced onto a field the entity has.
-        """
-        # everything is read now, from the caller's snapshot (one query each): the grammar never reads the KB
-        # later, so it stays the grammar of the version it was built from
-        kinds = dict(kb.store.iter_entities())
-        surfaces: dict[str, set[str]] = defaultdict(set)
-        for name in kinds:
-            surfaces[name].add(name)
-        for surface, entity, _pred in kb.store.iter_aliases():
-            surfaces[surface].add(entity)
-        frozen = {s: tuple(sorted(es)) for s, es in surfaces.items()}
-        table = kb.attributes_table()
-
-        def attributes_of(entity: str) -> list[str]:
-            have = table.get(entity, [])
-            if attribute_scope != "kind":
-                return have
-            return have + [a for a in kb.schema.attributes_for_kind(kinds.get(entity) or "other") if a not in have]
-
-        return cls(
-            tokenizer,
-            frozen,
-            attributes_of,
-            separator=prompt_format.separator,
-            stop=prompt_format.stop,
-            no_query=prompt_format.no_query,
-        )
-
-    # --- look-ups -----------------------------------------------------------------------------
     def entities_of(self, surface: str) -> tuple[str, ...]:
         """Canonical entities a decoded surface stands for (itself when it is a KB name)."""
         ents = self.surfaces.get(surface, ())
@@ -155,6 +125,53 @@ class QueryGrammar:
             self._attrs_of_surface[surface] = tuple(sorted(attrs))
         return self._attrs_of_surface[surface]
 
+
+class QueryGrammar(KeySet):
+    """Which next tokens keep a partial query a valid `entity|attribute` KB key (or the no-query answer)."""
+
+    def __init__(
+        self,
+        tokenizer,
+        surfaces: dict[str, tuple[str, ...]],
+        attributes_of: Callable[[str], Iterable[str]],
+        *,
+        separator: str = "|",
+        stop: str = "\n",
+        no_query: str = "无",
+    ):
+        super().__init__(surfaces, attributes_of, separator=separator, stop=stop, no_query=no_query)
+        self.tokenizer = tokenizer
+        self.sep_ids = encode_piece(tokenizer, separator)
+        self.stop_ids = encode_piece(tokenizer, stop)
+        self.no_query_ids = encode_piece(tokenizer, no_query)
+        self.entity_trie = TokenTrie()
+        self._attr_tries: dict[tuple[str, ...], TokenTrie] = {}
+        self._allowed_cache: dict[int, tuple[int, ...]] = {}
+        for name, ids in zip(self.names, _encode_many(tokenizer, self.names), strict=True):
+            if ids:
+                self.entity_trie.insert(ids + self.sep_ids, name)
+        self.entity_trie.insert(self.no_query_ids + self.stop_ids, NO_QUERY)
+        log.debug("query grammar: %d surfaces in the entity trie", self.entity_trie.size)
+
+    @classmethod
+    def from_kb(cls, kb, tokenizer, prompt_format, attribute_scope: str = "entity") -> QueryGrammar:
+        """Grammar over every KB name and alias (alias table, incl. derived generic drug names).
+
+        attribute_scope "entity": only attributes the entity has values for (kb.attributes_of);
+        "kind": also every schema attribute of the entity's kind, so a question about a missing field
+        can still be decoded (and refused) instead of being forced onto a field the entity has.
+        """
+        frozen, attributes_of = kb_keys(kb, attribute_scope)
+        return cls(
+            tokenizer,
+            frozen,
+            attributes_of,
+            separator=prompt_format.separator,
+            stop=prompt_format.stop,
+            no_query=prompt_format.no_query,
+        )
+
+    # --- look-ups -----------------------------------------------------------------------------
     def _attribute_trie(self, surface: str) -> TokenTrie:
         attrs = self.attributes_for_surface(surface)
         trie = self._attr_tries.get(attrs)
