@@ -186,7 +186,7 @@ class EntityLinker:
         norm = normalize(text)
         if len(norm) < min_len or norm in self.surfaces or not all(_is_cjk(ch) for ch in norm):
             return None
-        self._pinyin_match({}, "占位", "")  # builds the index
+        self._build_pinyin()
         hits = [s for s in self._pinyin_index.get(self._py.key(norm), ()) if len(s) == len(norm)]
         return hits[0] if len(hits) == 1 else None
 
@@ -197,7 +197,7 @@ class EntityLinker:
         norm = normalize(text)
         if not any(_is_cjk(ch) for ch in norm):
             return []
-        self._pinyin_match({}, "占位", "")  # builds the index
+        self._build_pinyin()
         keys = [self._py.key(ch) for ch in norm]
         out, i = [], 0
         while i < len(norm):
@@ -319,16 +319,20 @@ class EntityLinker:
     def _pinyin_match(self, found: dict[str, Link], norm: str, text: str) -> None:
         if len(norm) < 2 or not any(_is_cjk(ch) for ch in norm):
             return
-        if self._pinyin_index is None:
-            self._py = _Pinyin()
-            index: dict[str, list[str]] = defaultdict(list)
-            for s in sorted(self.surfaces):
-                if len(s) >= 2 and any(_is_cjk(ch) for ch in s):
-                    index[self._py.key(s)].append(s)
-            self._pinyin_index = index
+        self._build_pinyin()
         for s in self._pinyin_index.get(self._py.key(norm), ()):
             for e, _ in self._entities_of(s):
                 self._add(found, e, 0.8, "pinyin", text)
+
+    def _build_pinyin(self) -> None:
+        """The pinyin key -> surfaces index, built once and assigned whole (threads may race to build it)."""
+        if self._pinyin_index is None:
+            py = _Pinyin()
+            index: dict[str, list[str]] = defaultdict(list)
+            for s in sorted(self.surfaces):
+                if len(s) >= 2 and any(_is_cjk(ch) for ch in s):
+                    index[py.key(s)].append(s)
+            self._py, self._pinyin_index = py, index
 
     def _fuzzy(self, found: dict[str, Link], norm: str, text: str) -> None:
         if len(norm) < 2:
