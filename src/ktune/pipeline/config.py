@@ -42,7 +42,7 @@ class PipelineConfig:
     max_answer_tokens: int = 128  # 99% of the dataset's answer bodies are <= 110 Gemma tokens
     batch_size: int = 16
     device: str = "cpu"
-    dtype: str = "auto"  # auto: the run's training dtype where the device supports it, else float32
+    dtype: str = "auto"  # auto: fp32 on a CPU (answers independent of the batch), the run's training dtype on CUDA
     refusal_template: str = DEFAULT_REFUSAL  # {entity} and {attribute} are filled in
     no_query_refusal: str = DEFAULT_NO_QUERY_REFUSAL
     link_k: int = 8
