@@ -1,4 +1,5 @@
-"""A local OpenAI-compatible /v1/chat/completions stub for tests: a handler that answers JSON, and a server."""
+"""A local OpenAI-compatible stub for tests: a handler that answers JSON, a server, and a /v1/completions stub
+that plays a served ktune run (tests/pipeline/conftest.py's `stub` fixture)."""
 
 import contextlib
 import json
@@ -43,3 +44,31 @@ def serving(handler: type[ChatStub]) -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class CompletionsStub(ChatStub):
+    """Answers /v1/completions as a served run would: a query prompt gets `constrained[question]` when a grammar
+    was sent, `free[question]` otherwise ("无", no query, for a question in neither), then a stray line the stop
+    string must cut; an answer prompt gets `body`. Records every request as {"path", "body"} in `seen`."""
+
+    seen: list = []
+    free: dict = {}  # question -> free query text
+    constrained: dict = {}  # question -> text returned when a grammar is sent
+    body = "急性中耳炎的药物治疗包括阿莫西林。"
+
+    def reply(self, body):
+        cls = type(self)
+        cls.seen.append({"path": self.path, "body": body})
+        texts = []
+        for prompt in body["prompt"]:
+            if prompt.endswith("回答："):
+                texts.append(cls.body + "\n")
+                continue
+            if prompt.endswith("|"):  # the attribute after a given entity (QueryStage.free_attributes)
+                texts.append("就诊科室\n")
+                continue
+            question = prompt.split("\n", 1)[0].removeprefix("问题：")
+            grammar = body.get("grammar") or body.get("structured_outputs", {}).get("grammar")
+            texts.append((cls.constrained if grammar else cls.free).get(question, "无") + "\n多余")
+        return 200, {"id": "c", "object": "text_completion", "created": 0, "model": body["model"],
+                     "choices": [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)]}

@@ -105,3 +105,17 @@ def force_query(premise_tiny_qa, monkeypatch):
     def force(query):
         monkeypatch.setattr(premise_tiny_qa.query_stage, "run", lambda questions, mode=None: [query] * len(questions))
     return force
+
+
+@pytest.fixture
+def stub():
+    """A CompletionsStub server playing a served run (its base URL, no /v1): 急性中耳炎用什么药？ gets a KB key
+    freely; 急性中耳炎吃啥药 a near miss freely and the key under the grammar; 耳朵发炎吃啥药 no KB entry."""
+    from tests.chat_stub import CompletionsStub, serving
+
+    CompletionsStub.seen = []
+    CompletionsStub.free = {"急性中耳炎用什么药？": "急性中耳炎|药物治疗", "急性中耳炎吃啥药": "急性中耳|药物治疗",
+                            "耳朵发炎吃啥药": "耳朵发炎|药物治疗"}
+    CompletionsStub.constrained = {"急性中耳炎吃啥药": "急性中耳炎|药物治疗"}
+    with serving(CompletionsStub) as url:
+        yield url

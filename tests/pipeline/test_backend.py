@@ -10,7 +10,7 @@ import pytest
 from ktune.pipeline.answer import ENTITY_NOT_IN_KB
 from ktune.pipeline.gbnf import KeyGrammar
 from ktune.prompt import PromptFormat
-from tests.chat_stub import ChatStub, serving
+from tests.chat_stub import CompletionsStub
 
 pytest.importorskip("openai")
 
@@ -63,43 +63,6 @@ def test_shared_prefixes_are_written_once(mini_kb):
 
 
 # --- the backend against a stub server --------------------------------------------------------------------------
-class _Completions(ChatStub):
-    """Answers /v1/completions: query prompts from `queries` (the grammar-constrained reply when a grammar was
-    sent), answer prompts with a fixed body; records every request body."""
-
-    seen: list = []
-    free: dict = {}  # question -> free query text
-    constrained: dict = {}  # question -> text returned when a grammar is sent
-    body = "急性中耳炎的药物治疗包括阿莫西林。"
-
-    def reply(self, body):
-        cls = type(self)
-        cls.seen.append({"path": self.path, "body": body})
-        texts = []
-        for prompt in body["prompt"]:
-            if prompt.endswith("回答："):
-                texts.append(cls.body + "\n")
-                continue
-            if prompt.endswith("|"):  # the attribute after a given entity (QueryStage.free_attributes)
-                texts.append("就诊科室\n")
-                continue
-            question = prompt.split("\n", 1)[0].removeprefix("问题：")
-            grammar = body.get("grammar") or body.get("structured_outputs", {}).get("grammar")
-            texts.append((cls.constrained if grammar else cls.free).get(question, "无") + "\n多余")
-        return 200, {"id": "c", "object": "text_completion", "created": 0, "model": body["model"],
-                     "choices": [{"index": i, "text": t, "finish_reason": "stop"} for i, t in enumerate(texts)]}
-
-
-@pytest.fixture
-def stub():
-    _Completions.seen = []
-    _Completions.free = {"急性中耳炎用什么药？": "急性中耳炎|药物治疗", "急性中耳炎吃啥药": "急性中耳|药物治疗",
-                         "耳朵发炎吃啥药": "耳朵发炎|药物治疗"}
-    _Completions.constrained = {"急性中耳炎吃啥药": "急性中耳炎|药物治疗"}
-    with serving(_Completions) as url:
-        yield url
-
-
 def _remote_qa(fresh_run, kb, url, **kwargs):
     from ktune.pipeline import KnowledgeTunedQA, PipelineConfig
     from ktune.pipeline.backend import OpenAIBackend
@@ -121,8 +84,8 @@ def test_queries_and_answers_come_from_the_server_with_the_runs_prompts(fresh_ru
     assert answers[0].generation == {"backend": "openai", "model": "ktune-run", "query_constraint": "grammar"}
     assert answers[0].to_json()["generation"]["backend"] == "openai"
 
-    free, constrained, answer = [r["body"] for r in _Completions.seen]
-    assert all(r["path"] == "/v1/completions" for r in _Completions.seen)
+    free, constrained, answer = [r["body"] for r in CompletionsStub.seen]
+    assert all(r["path"] == "/v1/completions" for r in CompletionsStub.seen)
     # questions are batched shortest first, as the local path does
     assert free["prompt"] == [FMT.query_prompt("急性中耳炎吃啥药"), FMT.query_prompt("急性中耳炎用什么药？")]
     assert free["stop"] == ["\n"] and free["temperature"] == 0 and free["max_tokens"] == 24
@@ -137,16 +100,16 @@ def test_vllm_gets_the_grammar_under_structured_outputs(fresh_run, mini_kb, stub
     qa = _remote_qa(fresh_run, mini_kb, stub, grammar_field="structured_outputs.grammar")
     answer = qa.ask("急性中耳炎吃啥药", with_answer=False)
     assert answer.linked_entity == "急性中耳炎" and answer.link_method.startswith("constrained:")
-    assert _Completions.seen[1]["body"]["structured_outputs"]["grammar"].startswith("root ::= ")
+    assert CompletionsStub.seen[1]["body"]["structured_outputs"]["grammar"].startswith("root ::= ")
 
 
 def test_output_that_is_no_kb_key_is_resolved_as_free_text_and_never_looked_up(fresh_run, mini_kb, stub, caplog):
-    _Completions.constrained = {"耳朵发炎吃啥药": "耳朵发炎|药物治疗"}  # a server that ignores the grammar
+    CompletionsStub.constrained = {"耳朵发炎吃啥药": "耳朵发炎|药物治疗"}  # a server that ignores the grammar
     qa = _remote_qa(fresh_run, mini_kb, stub, grammar_field="structured_outputs.grammar")
     answer = qa.ask("耳朵发炎吃啥药")
     assert answer.refused and answer.refusal_reason == ENTITY_NOT_IN_KB and answer.linked_entity is None
     assert answer.knowledge == {} and "does not apply it" in caplog.text
-    assert len(_Completions.seen) == 2  # the two query calls; a refusal needs no answer call
+    assert len(CompletionsStub.seen) == 2  # the two query calls; a refusal needs no answer call
 
 
 def test_without_a_grammar_field_stage_1_is_free_decoding_and_linking(fresh_run, mini_kb, stub):
@@ -158,7 +121,7 @@ def test_without_a_grammar_field_stage_1_is_free_decoding_and_linking(fresh_run,
     answer = qa.ask("急性中耳炎用什么药？", with_answer=False)
     assert answer.linked_entity == "急性中耳炎" and answer.link_method == "exact"
     assert answer.generation["query_constraint"] == "none"
-    assert all("grammar" not in r["body"] for r in _Completions.seen)
+    assert all("grammar" not in r["body"] for r in CompletionsStub.seen)
 
 
 def test_ktune_predict_with_the_openai_backend(fresh_run, mini_kb, stub, tmp_path, capsys):
@@ -194,12 +157,12 @@ def test_a_no_query_for_a_question_naming_a_kb_entry_asks_the_server_for_the_att
     answer = qa.ask("偏头痛挂什么科", with_answer=False)
     assert answer.linked_entity == "偏头痛" and answer.query == ("偏头痛", "就诊科室")
     assert answer.link_method.startswith("named_entity:")
-    assert _Completions.seen[-1]["body"]["prompt"] == [FMT.query_prompt("偏头痛挂什么科") + "偏头痛|"]
+    assert CompletionsStub.seen[-1]["body"]["prompt"] == [FMT.query_prompt("偏头痛挂什么科") + "偏头痛|"]
 
 
 def test_warm_builds_the_grammar_text_without_asking_the_server(fresh_run, mini_kb, stub):
     qa = _remote_qa(fresh_run, mini_kb, stub)
     qa.warm()
-    assert _Completions.seen == []
+    assert CompletionsStub.seen == []
     with qa.snapshot():
         assert qa.query_stage.grammar._gbnf is not None

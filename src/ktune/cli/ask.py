@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from ktune.cli.common import add_json_option, add_kb_option, emit_json, open_kb
+from ktune.cli.common import (
+    add_backend_options,
+    add_json_option,
+    add_kb_option,
+    emit_json,
+    make_backend,
+    open_kb,
+)
 
 DEFAULT_RUN = "runs/demo"
 
@@ -26,36 +33,6 @@ def add_pipeline_options(p) -> None:
     p.add_argument("--threads", help="torch CPU threads: auto (default: the physical cores; $KTUNE_THREADS "
                    "overrides) or N")
     p.add_argument("--config", metavar="FILE", help="PipelineConfig JSON; flags override it")
-
-
-def add_backend_options(p) -> None:
-    from ktune.pipeline.backend import BACKENDS, GRAMMAR_FIELDS
-
-    g = p.add_argument_group("generation backend (ktune.pipeline.backend)")
-    g.add_argument("--backend", choices=BACKENDS, default="local",
-                   help="local: the run's model in this process (default); openai: an OpenAI-compatible completions "
-                   "server (llama.cpp server, vLLM) serving the run's model (ktune export --gguf for llama.cpp, "
-                   "--merge for vLLM)")
-    g.add_argument("--base-url", metavar="URL", help="the server (--backend openai), e.g. http://127.0.0.1:8080")
-    g.add_argument("--model", metavar="NAME", help="the model name the server serves (--backend openai)")
-    g.add_argument("--api-key", metavar="KEY", help="sent as a bearer token when given (OPENAI_API_KEY is never read)")
-    g.add_argument("--grammar-field", choices=GRAMMAR_FIELDS, default="grammar",
-                   help="the request body field the stage-1 GBNF grammar goes in: grammar (llama.cpp server, the "
-                   "default), structured_outputs.grammar (vLLM), guided_grammar (older vLLM), none (free decoding "
-                   "+ KB linking)")
-
-
-def make_backend(args):
-    """The backend the flags choose: None for the local one."""
-    from ktune.errors import ConfigError
-
-    if getattr(args, "backend", "local") == "local":
-        return None
-    if not args.base_url or not args.model:
-        raise ConfigError("--backend openai needs --base-url (the server) and --model (the name it serves)")
-    from ktune.pipeline.backend import OpenAIBackend
-
-    return OpenAIBackend(args.base_url, args.model, api_key=args.api_key, grammar_field=args.grammar_field)
 
 
 def add_parser(sub) -> None:
