@@ -49,7 +49,7 @@ def serving(handler: type[ChatStub]) -> Iterator[str]:
 class CompletionsStub(ChatStub):
     """Answers /v1/completions as a served run would: a query prompt gets `constrained[question]` when a grammar
     was sent, `free[question]` otherwise ("无", no query, for a question in neither), then a stray line the stop
-    string must cut; an answer prompt gets `body`. Records every request as {"path", "body"} in `seen`."""
+    string must cut; an answer prompt gets `body`. Records every request as {"path", "body", "auth"} in `seen`."""
 
     seen: list = []
     free: dict = {}  # question -> free query text
@@ -58,7 +58,7 @@ class CompletionsStub(ChatStub):
 
     def reply(self, body):
         cls = type(self)
-        cls.seen.append({"path": self.path, "body": body})
+        cls.seen.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
         texts = []
         for prompt in body["prompt"]:
             if prompt.endswith("回答："):

@@ -22,10 +22,12 @@ H2_ROWS = {
               {"id": "s-2", "question": "偏头痛看什么科？", "answer": "骨科。", "split": "test_seen"}],
 }
 
-# the pipeline tests' fixtures, shared: one torch thread, the tiny model and its tokenizer
+# the pipeline tests' fixtures, shared: one torch thread, the tiny model and its tokenizer, the stub server
 _one_torch_thread = pipeline_fixtures._one_torch_thread
 tiny_dir = pipeline_fixtures.tiny_dir
 tiny_lm = pipeline_fixtures.tiny_lm
+fresh_run = pipeline_fixtures.fresh_run  # an untrained run: enough for a remote backend (its prompt format)
+stub = pipeline_fixtures.stub  # a completions server playing that run (tests/chat_stub.py)
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ class Backend:
     """Builds the decoder, the stage-1 and the stage-3 objects a KnowledgeTunedQA runs."""
 
     name = "?"
+    streams_answers = True  # answer text can be streamed as it is generated (a transformers streamer)
 
     def stages(self, kb, prompt_format, config):
         """(decoder, QueryStage, AnswerStage) for this KB and prompt format."""
@@ -48,6 +49,10 @@ class Backend:
     def describe(self) -> dict:
         """What each answer reports as its `generation`."""
         return {"backend": self.name}
+
+    def mode(self, config) -> dict:
+        """describe() and how this backend runs `config`: the stage-1 mode in effect, whether answers stream."""
+        return {**self.describe(), "query_mode": config.query_mode, "answer_streaming": self.streams_answers}
 
 
 class LocalBackend(Backend):
@@ -72,6 +77,7 @@ class OpenAIBackend(Backend):
     """A remote OpenAI-compatible completions server (see the module docstring)."""
 
     name = "openai"
+    streams_answers = False  # a completion comes back whole (a streamed request gets it as one piece)
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, grammar_field: str = "grammar",
                  timeout: float = 120.0, retries: int = 3):
@@ -85,6 +91,12 @@ class OpenAIBackend(Backend):
 
     def describe(self) -> dict:
         return {"backend": self.name, "model": self.model, "query_constraint": self.grammar_field}
+
+    def mode(self, config) -> dict:
+        out = super().mode(config)
+        if self.grammar_field == "none":  # RemoteQueryStage._decode: nothing constrains, every mode is free
+            out["query_mode"] = "free"
+        return out
 
     def stages(self, kb, prompt_format, config):
         if prompt_format.chat_template:

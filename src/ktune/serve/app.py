@@ -121,7 +121,8 @@ def create_app(qa, settings: ServeSettings | None = None, worker: InferenceWorke
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)
     about = {"run": settings.run, "model": settings.model_id,
-             "base_model": qa.run_info.base_model if qa.run_info else None}
+             "base_model": qa.run_info.base_model if qa.run_info else None,
+             "generation": qa.backend.mode(qa.config)}  # which backend generates, the stage-1 mode in effect
 
     @app.get("/health")
     async def health():

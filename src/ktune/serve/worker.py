@@ -280,7 +280,10 @@ class InferenceWorker:
             return AnswerStreamer(qa.decoder.tokenizer, qa.decoder.end_ids, qa.decoder.pad_id, streams,
                                   should_stop=lambda: self._aborting() or all(j.stop_reason(False) for j, _ in answering))
 
-        done = qa.complete([a for _, a in answering], [j.max_answer_tokens for j, _ in answering], streamer_factory)
+        # a backend that cannot stream (a remote server's completion comes back whole): a streamed request gets
+        # the checked answer as one delta below
+        factory = streamer_factory if qa.backend.streams_answers else None
+        done = qa.complete([a for _, a in answering], [j.max_answer_tokens for j, _ in answering], factory)
         for i, ((job, _), answer) in enumerate(zip(answering, done, strict=True)):
             reason = job.stop_reason(False)
             if reason is not None:
@@ -311,7 +314,8 @@ class InferenceWorker:
 
     def _result(self, job: Job, answer: Answer, started: float, batch_size: int, row: RowStream | None) -> Result:
         fmt, tok = self.qa.fmt, self.qa.decoder.tokenizer
-        prompt_tokens = len(fmt.encode_prompt(tok, fmt.query_prompt(job.question)))
+        # no tokenizer here with a remote backend: its server counts the tokens, usage reports 0
+        prompt_tokens = len(fmt.encode_prompt(tok, fmt.query_prompt(job.question))) if tok is not None else 0
         if row is not None:
             prompt_tokens += len(fmt.encode_prompt(tok, fmt.answer_prompt(job.question, answer.knowledge)))
         return Result(
