@@ -166,3 +166,36 @@ def test_warm_builds_the_grammar_text_without_asking_the_server(fresh_run, mini_
     assert CompletionsStub.seen == []
     with qa.snapshot():
         assert qa.query_stage.grammar._gbnf is not None
+
+
+def test_ktune_eval_scores_the_remote_system_on_labelled_items(fresh_run, mini_kb, stub, tmp_path, capsys):
+    from ktune.cli.main import main
+
+    otitis = {"gold_entities": ["急性中耳炎"], "gold_predicates": ["药物治疗"], "in_kb": True}
+    items = [{"id": "free", "question": "急性中耳炎用什么药？", **otitis},  # the free query is a KB key
+             {"id": "grammar", "question": "急性中耳炎吃啥药", **otitis},  # a near miss, then the grammar's key
+             {"id": "none", "question": "耳朵发炎吃啥药", "gold_entities": [], "gold_predicates": [], "in_kb": False}]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items), encoding="utf-8")
+    rc = main(["eval", "--items", str(path), "--run", str(fresh_run), "--kb", str(mini_kb.store.path),
+               "--out", str(tmp_path / "eval"), "--systems", "model,oracle", "--json", "--backend", "openai",
+               "--base-url", stub + "/v1", "--model", "ktune-run", "--api-key", "remote-key"])
+    assert rc == 0
+    systems = json.loads(capsys.readouterr().out)["retrieval"]["systems"]
+    # the oracle ablation needs the run's model here: skipped, not run locally behind the flag's back
+    assert list(systems) == ["knowledge-tuned (openai: ktune-run)"]
+    scores = systems["knowledge-tuned (openai: ktune-run)"]["mine"]
+    assert (scores["retrieval_accuracy"]["k"], scores["retrieval_accuracy"]["n"]) == (2, 2)
+    assert (scores["refusal"]["recall"]["k"], scores["refusal"]["recall"]["n"]) == (1, 1)
+    assert scores["invalid_query_rate"]["k"] == 0
+    assert {r["path"] for r in CompletionsStub.seen} == {"/v1/completions"}
+    assert {r["auth"] for r in CompletionsStub.seen} == {"Bearer remote-key"}
+    assert any("grammar" in r["body"] for r in CompletionsStub.seen)  # the constrained re-decode went remote too
+
+
+def test_the_premise_suite_refuses_the_openai_backend_rather_than_ignoring_it(fresh_run, tmp_path, capsys):
+    from ktune.cli.main import main
+
+    assert main(["eval", "--suite", "premise", "--run", str(fresh_run), "--out", str(tmp_path), "--backend",
+                 "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
+    assert "--backend openai applies to the retrieval and answers suites" in capsys.readouterr().err

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ktune.cli.common import add_json_option, add_kb_option, emit_json, open_kb
+from ktune.cli.common import (
+    add_backend_options,
+    add_json_option,
+    add_kb_option,
+    emit_json,
+    make_backend,
+    open_kb,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ def add_parser(sub) -> None:
                    help="training time cap per few-shot run (default 5)")
     p.add_argument("--base", metavar="MODEL", help="base model for few-shot runs (default: the run's)")
     add_kb_option(p)
+    add_backend_options(p)  # the run's systems (model, model-free, the answers suite) on a completions server
     add_json_option(p)
     p.set_defaults(func=run_eval)
     hsub = p.add_subparsers(dest="eval_command", metavar="{h2-export,h2-import}")
@@ -92,7 +100,7 @@ def run_eval(args) -> int:
     cfg = EvalConfig(args.data, args.run, args.out, suite=args.suite,
                      systems=tuple(_split_list(args.systems) or ALL_SYSTEMS), predictions=tuple(args.predictions),
                      baseline_run=args.baseline_run, limit=args.limit, real=not args.no_real,
-                     items=tuple(args.items), progress=not args.json)
+                     items=tuple(args.items), progress=not args.json, backend=make_backend(args))
     kb = open_kb(args)
     results = {}
     if cfg.suite in ("retrieval", "all"):
@@ -123,6 +131,9 @@ def _premise(args) -> int:
 
     if not args.out and not args.run:
         raise ConfigError("say where to write the report: give --out DIR (or --run RUN to write into the run)")
+    if args.backend != "local":
+        raise ConfigError("the premise suite runs the run's model in this process; --backend openai applies to "
+                          "the retrieval and answers suites")
     out = Path(args.out) if args.out else Path(args.run) / "eval"
     metrics = run_premise_suite(open_kb(args), args.run, out, split=args.premise_split, limit=args.limit,
                                 claim_check=not args.no_claim_check)

@@ -36,6 +36,7 @@ class EvalConfig:
     items: tuple[str, ...] = ()  # labelled question files: evaluated instead of the dataset's splits
     progress: bool = True
     extra: dict = field(default_factory=dict)
+    backend: object = None  # what generates the run's queries and answers (ktune.pipeline.backend); None: local
 
     def __post_init__(self):
         if self.suite not in SUITES:
@@ -81,9 +82,12 @@ def build_systems(kb, cfg: EvalConfig) -> list:
         elif cfg.run_dir is None:
             continue
         elif key == "model":
-            out.append(PipelineSystem(cfg.run_dir, kb, query_mode=cfg.extra.get("query_mode", "fallback")))
+            out.append(PipelineSystem(cfg.run_dir, kb, query_mode=cfg.extra.get("query_mode", "fallback"),
+                                      backend=cfg.backend))
         elif key == "model-free":
-            out.append(PipelineSystem(cfg.run_dir, kb, query_mode="free"))
+            out.append(PipelineSystem(cfg.run_dir, kb, query_mode="free", backend=cfg.backend))
+        elif key == "oracle" and cfg.backend is not None:
+            log.info("the oracle-entity ablation runs the run's model in this process: skipped with a remote backend")
         elif key == "oracle":
             from ktune.eval.baselines.oracle import OracleEntitySystem
 

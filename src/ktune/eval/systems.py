@@ -107,13 +107,16 @@ class PredictionsFile:
 
 
 class PipelineSystem:
-    """The knowledge-tuned model through `ktune.pipeline.KnowledgeTunedQA`; `query_mode` "free" = no constraints."""
+    """The knowledge-tuned model through `ktune.pipeline.KnowledgeTunedQA`; `query_mode` "free" = no constraints.
+    `backend`: what generates queries and answers (ktune.pipeline.backend; None: the run's model here)."""
 
-    def __init__(self, run_dir, kb, query_mode: str | None = None, with_answer: bool = False, name: str | None = None):
+    def __init__(self, run_dir, kb, query_mode: str | None = None, with_answer: bool = False, name: str | None = None,
+                 backend=None):
         self.run_dir, self.kb, self.query_mode, self.with_answer = Path(run_dir), kb, query_mode, with_answer
-        label = "knowledge-tuned" if query_mode != "free" else "knowledge-tuned (free decoding)"
-        self.name = name or label
-        self.note = f"ktune.pipeline.KnowledgeTunedQA, query mode {query_mode or 'default'}, run {self.run_dir}"
+        self.backend = backend
+        self.name = name or system_label(query_mode, backend)
+        where = f", backend {backend.describe()}" if backend is not None else ""
+        self.note = f"ktune.pipeline.KnowledgeTunedQA, query mode {query_mode or 'default'}, run {self.run_dir}{where}"
         self._qa = None
 
     def _load(self):
@@ -124,7 +127,7 @@ class PipelineSystem:
                 raise ConfigError(
                     "the pipeline stage (ktune.pipeline) is not installed; score a `--predictions` file instead"
                 ) from exc
-            self._qa = _from_pretrained(KnowledgeTunedQA, self.run_dir, self.kb, self.query_mode)
+            self._qa = _from_pretrained(KnowledgeTunedQA, self.run_dir, self.kb, self.query_mode, self.backend)
         return self._qa
 
     def predict(self, questions: list[str]) -> list[Prediction]:
@@ -132,10 +135,18 @@ class PipelineSystem:
         return [prediction_from_answer(a) for a in qa.ask_batch(list(questions), with_answer=self.with_answer)]
 
 
-def _from_pretrained(cls, run_dir, kb, query_mode: str | None):
+def system_label(query_mode: str | None, backend=None) -> str:
+    """"knowledge-tuned", "knowledge-tuned (free decoding)", "knowledge-tuned (openai: MODEL)", ..."""
+    parts = ["free decoding"] if query_mode == "free" else []
+    if backend is not None:
+        parts.append(f"{backend.name}: {backend.describe().get('model', '?')}")
+    return "knowledge-tuned" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _from_pretrained(cls, run_dir, kb, query_mode: str | None, backend=None):
     """Build the pipeline with the requested query mode through its `config=PipelineConfig(...)` hook."""
     if query_mode is None:
-        return cls.from_pretrained(run_dir, kb=kb)
+        return cls.from_pretrained(run_dir, kb=kb, backend=backend)
     from ktune.pipeline.config import PipelineConfig
 
-    return cls.from_pretrained(run_dir, kb=kb, config=PipelineConfig(query_mode=query_mode))
+    return cls.from_pretrained(run_dir, kb=kb, config=PipelineConfig(query_mode=query_mode), backend=backend)
