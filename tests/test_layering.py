@@ -21,7 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # serve sits above eval, as in the README's stage order: the H2 rating page serves eval's rubric and CSV.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shared", ("ktune", "ktune.errors", "ktune.paths", "ktune.jsonl", "ktune.threads", "ktune.prompt",
-                "ktune.chat_api", "ktune.models")),
+                "ktune.chat_api", "ktune.models", "ktune.config_file")),
     ("kb", ("ktune.kb",)),
     ("data", ("ktune.data", "ktune.query_vocab", "ktune.decoding")),
     ("train", ("ktune.train",)),
