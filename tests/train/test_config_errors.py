@@ -32,8 +32,9 @@ def test_config_file_then_cli_overrides_and_each_source_is_recorded(tmp_path):
 def test_unknown_setting_in_a_config_file_is_named(tmp_path):
     path = tmp_path / "train.json"
     path.write_text(json.dumps({"learning_rate": 1e-4}), encoding="utf-8")
-    with pytest.raises(ConfigError, match="learning_rate"):
+    with pytest.raises(ConfigError, match="learning_rate") as exc:
         TrainConfig.from_sources(path)
+    assert str(path) in str(exc.value)
 
 
 def test_missing_dataset_folder_says_how_to_build_one(tmp_path):

@@ -1,9 +1,13 @@
 """Training updates every LoRA parameter; a run interrupted after a checkpoint resumes to the same final weights."""
 
+import json
+
 import pytest
 from safetensors.torch import load_file
 
 from ktune.train import TrainConfig, train
+
+OLD_STATE_KEYS = ("step", "history", "evals", "tokens", "train_s")  # checkpoint state.json, every version
 
 
 class Interrupt(Exception):
@@ -49,6 +53,12 @@ def test_resume_after_interruption_reaches_the_same_adapter_as_an_uninterrupted_
     with pytest.raises(Interrupt):
         train(broken, callbacks=[crash_at_13], progress=False)
     assert (tmp_path / "broken" / "checkpoints" / "latest").read_text().strip() == "step-000008"
+    state_file = tmp_path / "broken" / "checkpoints" / "step-000008" / "state.json"
+    written = json.loads(state_file.read_text(encoding="utf-8"))
+    assert tuple(written) == OLD_STATE_KEYS  # LoopState writes the layout older versions wrote and read
+    # a checkpoint written before LoopState: the old save_checkpoint's json.dumps({"step": step, **state})
+    old_state = {"history": written["history"], "evals": [], "tokens": written["tokens"], "train_s": 1.5}
+    state_file.write_text(json.dumps({"step": 8, **old_state}, ensure_ascii=False), encoding="utf-8")
     info = train(tiny_config(tiny_base, tiny_data, tmp_path / "broken", resume=True), progress=False)
 
     a = load_file(str(tmp_path / "full" / "adapter" / "adapter_model.safetensors"))
@@ -56,6 +66,20 @@ def test_resume_after_interruption_reaches_the_same_adapter_as_an_uninterrupted_
     assert a.keys() == b.keys()
     assert all(a[k].equal(b[k]) for k in a)
     assert info.metrics["steps_done"] == 24 and len(info.metrics["loss_history"]) == 24
+
+
+def test_loop_state_reads_old_and_newer_checkpoint_states(caplog):
+    from ktune.errors import ConfigError
+    from ktune.train.checkpoint import LoopState
+
+    state = LoopState(step=3, history=[[1, 2.5, 0.001]], tokens=40, train_s=2.0)
+    assert LoopState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    assert tuple(state.to_json()) == OLD_STATE_KEYS  # stopped_early never reaches a checkpoint
+    assert LoopState.from_json({"step": 5, "history": [], "evals": [], "tokens": 9}) == LoopState(step=5, tokens=9)
+    assert LoopState.from_json({"step": 2, "shards": 4}, origin="ckpt/state.json") == LoopState(step=2)
+    assert "ckpt/state.json" in caplog.text and "shards" in caplog.text
+    with pytest.raises(ConfigError, match="no step"):
+        LoopState.from_json({"history": []})
 
 
 def test_fresh_run_into_an_old_run_folder_discards_its_checkpoints(tiny_base, tiny_data, tmp_path):

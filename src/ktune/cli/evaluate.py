@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 
 from ktune.cli.common import (
@@ -38,35 +39,50 @@ def add_parser(sub) -> None:
                                    "dataset's test splits plus the shipped real-style splits (real_dev, real_test). "
                                    "With --items: your own labelled questions instead.",
                        epilog=ITEMS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", metavar="RUN", help="knowledge-tuned run folder (without it: baselines only)")
-    p.add_argument("--data", metavar="DIR", help="dataset folder from `ktune data build`")
-    p.add_argument("--suite", default="retrieval", choices=("retrieval", "answers", "fewshot", "premise", "all"),
-                   help="premise: the adversarial premise set (ktune/eval/data/premise.jsonl; no --data needed)")
-    p.add_argument("--premise-split", default="test", choices=("dev", "test", "all"), help="premise set split")
-    p.add_argument("--no-claim-check", action="store_true",
-                   help="premise suite: the run's model answers premise questions itself (the before-figure)")
-    p.add_argument("--out", metavar="DIR", help="report folder (default: RUN/eval)")
-    p.add_argument("--limit", type=int, metavar="N", help="first N items of each test split")
-    p.add_argument("--systems", metavar="LIST", help="comma-separated subset of bm25-word,bm25-char,dense,rules,"
-                                                     "model,model-free,oracle (default: all)")
-    p.add_argument("--predictions", metavar="FILE", action="append", default=[],
-                   help="score a `ktune predict` JSONL file as one more system (repeatable)")
-    p.add_argument("--baseline-run", metavar="RUN", help="instruction-tuned run for the answers suite")
-    p.add_argument("--items", metavar="FILE.jsonl", action="append", default=[],
-                   help="labelled questions to score every system on, instead of the dataset (repeatable; "
-                        "format below)")
-    p.add_argument("--no-real", action="store_true", help="skip the shipped real-style splits (real_dev, real_test)")
-    p.add_argument("--judge-url", help="OpenAI-compatible server for the H2 judge, e.g. http://localhost:8000/v1")
-    p.add_argument("--judge-model", help="model name the judge server serves")
-    p.add_argument("--fewshot-sizes", metavar="LIST", help="comma-separated training sizes (default: all subsets)")
-    p.add_argument("--fewshot-max-steps", type=int, default=200, metavar="N", help="step cap per few-shot run")
-    p.add_argument("--fewshot-max-minutes", type=float, default=5.0, metavar="M",
-                   help="training time cap per few-shot run (default 5)")
-    p.add_argument("--base", metavar="MODEL", help="base model for few-shot runs (default: the run's)")
+    _add_options(p)
     add_kb_option(p)
     add_backend_options(p)  # the run's systems (model, model-free, the answers suite) on a completions server
     add_json_option(p)
     p.set_defaults(func=run_eval)
+    _add_h2_parsers(p)
+
+
+def _add_options(p) -> None:
+    d = eval_defaults()
+    p.add_argument("--config", metavar="FILE",
+                   help="JSON or YAML settings (an `eval:` section or top level), named as the flags below "
+                        "(data, run, suite, systems, limit, no_real, ...); flags override the file")
+    p.add_argument("--run", metavar="RUN", help="knowledge-tuned run folder (without it: baselines only)")
+    p.add_argument("--data", metavar="DIR", help="dataset folder from `ktune data build`")
+    p.add_argument("--suite", choices=suite_choices(),
+                   help=f"default {d['suite']}; premise: the adversarial premise set "
+                        "(ktune/eval/data/premise.jsonl; no --data needed)")
+    p.add_argument("--premise-split", choices=PREMISE_SPLITS, help=f"premise set split (default {d['premise_split']})")
+    p.add_argument("--no-claim-check", action="store_true", default=None,
+                   help="premise suite: the run's model answers premise questions itself (the before-figure)")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: RUN/eval)")
+    p.add_argument("--limit", type=int, metavar="N", help="first N items of each test split")
+    p.add_argument("--systems", metavar="LIST",
+                   help=f"comma-separated subset of {','.join(d['systems'])} (default: all)")
+    p.add_argument("--predictions", metavar="FILE", action="append",
+                   help="score a `ktune predict` JSONL file as one more system (repeatable)")
+    p.add_argument("--baseline-run", metavar="RUN", help="instruction-tuned run for the answers suite")
+    p.add_argument("--items", metavar="FILE.jsonl", action="append",
+                   help="labelled questions to score every system on, instead of the dataset (repeatable; "
+                        "format below)")
+    p.add_argument("--no-real", action="store_true", default=None,
+                   help="skip the shipped real-style splits (real_dev, real_test)")
+    p.add_argument("--judge-url", help="OpenAI-compatible server for the H2 judge, e.g. http://localhost:8000/v1")
+    p.add_argument("--judge-model", help="model name the judge server serves")
+    p.add_argument("--fewshot-sizes", metavar="LIST", help="comma-separated training sizes (default: all subsets)")
+    p.add_argument("--fewshot-max-steps", type=int, metavar="N",
+                   help=f"step cap per few-shot run (default {d['fewshot_max_steps']})")
+    p.add_argument("--fewshot-max-minutes", type=float, metavar="M",
+                   help=f"training time cap per few-shot run (default {d['fewshot_max_minutes']})")
+    p.add_argument("--base", metavar="MODEL", help="base model for few-shot runs (default: the run's)")
+
+
+def _add_h2_parsers(p) -> None:
     hsub = p.add_subparsers(dest="eval_command", metavar="{h2-export,h2-import}")
     ex = hsub.add_parser("h2-export", help="blinded CSV + printable HTML of answers for medical experts, with a key")
     ex.add_argument("--answers", required=True, metavar="DIR", help="eval folder holding answers/ (answers suite)")
@@ -83,8 +99,52 @@ def add_parser(sub) -> None:
     im.set_defaults(func=run_h2_import)
 
 
-def _split_list(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+PREMISE_SPLITS = ("dev", "test", "all")
+
+
+def suite_choices() -> tuple[str, ...]:
+    from ktune.eval.suites import SUITES
+
+    return (*SUITES[:-1], "premise", SUITES[-1])
+
+
+def eval_defaults() -> dict:
+    """Every `ktune eval` setting (its flag, without dashes) and its default, read from the code that uses it."""
+    import inspect
+
+    from ktune.eval.fewshot import run_fewshot_suite
+    from ktune.eval.premise import run_premise_suite
+    from ktune.eval.suites import EvalConfig
+
+    cfg = {f.name: f.default for f in dataclasses.fields(EvalConfig)}
+    fewshot = inspect.signature(run_fewshot_suite).parameters
+    premise = inspect.signature(run_premise_suite).parameters
+    return {"run": None, "data": None, "suite": cfg["suite"], "premise_split": premise["split"].default,
+            "no_claim_check": not premise["claim_check"].default, "out": None, "limit": cfg["limit"],
+            "systems": cfg["systems"], "predictions": [], "baseline_run": None, "items": [],
+            "no_real": not cfg["real"], "judge_url": None, "judge_model": None, "fewshot_sizes": None,
+            "fewshot_max_steps": fewshot["max_steps"].default,
+            "fewshot_max_minutes": fewshot["max_minutes"].default, "base": None, "kb": None, "schema": None}
+
+
+def apply_settings(args) -> None:
+    """Defaults <- --config FILE <- flags, written back onto `args` (a flag left out is None there)."""
+    from ktune.config_file import file_settings, kind_of
+
+    defaults = eval_defaults()
+    kinds = {k: kind_of(v) for k, v in defaults.items()}
+    kinds.update(limit=(int, type(None)), systems=(str, list), fewshot_sizes=(str, list, type(None)))
+    choices = {"suite": suite_choices(), "premise_split": PREMISE_SPLITS}
+    values = file_settings(args.config, "eval", kinds, "ktune eval", choices) if args.config else {}
+    for key, default in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, values.get(key, default))
+
+
+def _split_list(value: str | list | tuple | None) -> list[str] | None:
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()] or None
+    return [t.strip() for t in value.split(",") if t.strip()] if value else None
 
 
 def run_eval(args) -> int:
@@ -92,6 +152,7 @@ def run_eval(args) -> int:
     from ktune.eval.report import format_results_table, write_report
     from ktune.eval.suites import ALL_SYSTEMS, EvalConfig, retrieval_metrics
 
+    apply_settings(args)
     if args.suite == "premise":
         return _premise(args)
     if not args.data and not args.items:

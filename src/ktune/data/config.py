@@ -106,6 +106,17 @@ class DataConfig:
         }
         return cls(**{**base, **overrides})
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> DataConfig:
+        """Settings by field name plus `size` (as `--size`): the dev and test sizes scale from the train size
+        (`size`, else `train_size`), and explicitly set sizes win over the scaled ones."""
+        values = dict(settings)
+        size = values.pop("size", None)
+        for key in ("fewshot_sizes", "teacher_splits"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls.scaled(size if size is not None else values.get("train_size", cls.train_size), **values)
+
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 

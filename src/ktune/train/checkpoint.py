@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import shutil
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ktune.paths import atomic_write_text
@@ -18,6 +19,39 @@ from ktune.paths import atomic_write_text
 log = logging.getLogger(__name__)
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
+
+
+@dataclass
+class LoopState:
+    """Where the training loop stands; a checkpoint's state.json holds it, in the same keys as before this class
+    (step, history, evals, tokens, train_s), so checkpoints written before it still resume."""
+
+    step: int = 0  # optimizer steps done
+    history: list[list] = field(default_factory=list)  # [step, loss, lr] per step
+    evals: list[dict] = field(default_factory=list)  # generation checks
+    tokens: int = 0  # target tokens trained on
+    train_s: float = 0.0  # training time, summed over resumed sessions
+    stopped_early: str | None = None  # why the loop stopped before the last step (never in a checkpoint)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        if out["stopped_early"] is None:
+            out.pop("stopped_early")
+        return out
+
+    @classmethod
+    def from_json(cls, raw: dict, origin: str = "state") -> LoopState:
+        """A state read back from JSON; a key left out takes its default, one this version does not know is
+        ignored (said once)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            log.warning("%s: ignoring loop-state keys this version does not know: %s", origin, unknown)
+        if "step" not in raw:
+            from ktune.errors import ConfigError
+
+            raise ConfigError(f"{origin} has no step; the checkpoint is damaged: start a fresh --out")
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
 
 def trainable_state(model) -> dict:
@@ -42,12 +76,13 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, state: dict, *, keep: int = 2,
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: LoopState, *, keep: int = 2,
                     rank: int = 0, is_main: bool = True) -> Path:
-    """Write checkpoint `step` (every rank writes its own RNG file; the main process writes the rest)."""
+    """Write the checkpoint of `state.step` (every rank writes its own RNG file; the main process the rest)."""
     import torch
     from safetensors.torch import save_file
 
+    step = state.step
     root = Path(run_dir) / CKPT_DIR
     final = root / f"step-{step:06d}"
     tmp = root / f".step-{step:06d}.tmp"
@@ -58,7 +93,7 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, state
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(rng_state(), tmp / f"rng_{rank}.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, ensure_ascii=False), encoding="utf-8")
+        (tmp / "state.json").write_text(json.dumps(state.to_json(), ensure_ascii=False), encoding="utf-8")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         atomic_write_text(root / LATEST, final.name + "\n")
@@ -82,8 +117,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path if (path / "state.json").is_file() else None
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, *, rank: int = 0) -> dict:
-    """Restore weights, optimizer, scheduler and RNG from a checkpoint; returns its state (step, history...)."""
+def load_checkpoint(path: Path, model, optimizer, scheduler, *, rank: int = 0) -> LoopState:
+    """Restore weights, optimizer, scheduler and RNG from a checkpoint; returns its loop state."""
     import torch
     from safetensors.torch import load_file
 
@@ -103,4 +138,5 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, *, rank: int = 0) -
     rng_file = path / "rng_0.pt"  # ranks start from one seed and stay in step
     if rng_file.is_file():
         set_rng_state(torch.load(rng_file, weights_only=False))
-    return json.loads((path / "state.json").read_text(encoding="utf-8"))
+    state_file = path / "state.json"
+    return LoopState.from_json(json.loads(state_file.read_text(encoding="utf-8")), origin=str(state_file))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ktune.config_file import load_config_file
 from ktune.errors import ConfigError
 from ktune.threads import parse_threads
 from ktune.train.loading import DTYPES
@@ -125,7 +125,12 @@ class TrainConfig:
         values = base.to_dict() if base else {}
         sources = dict(base.sources) if base else {}
         if file:
-            for key, value in load_config_file(file).items():
+            from_file = load_config_file(file, "train")
+            unknown = sorted(set(from_file) - set(cls.field_names()))
+            if unknown:
+                raise ConfigError(f"unknown training setting {unknown[0]!r} in config file {file}; "
+                                  f"valid: {', '.join(cls.field_names())}")
+            for key, value in from_file.items():
                 values[key] = value
                 sources[key] = f"file:{file}"
         for key, value in (overrides or {}).items():
@@ -138,22 +143,3 @@ class TrainConfig:
         cfg = cls(**values)
         cfg.sources = {name: sources.get(name, "default") for name in cls.field_names()}
         return cfg
-
-
-def load_config_file(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            raw = yaml.safe_load(text) or {}
-        else:
-            raw = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error becomes one clear line
-        raise ConfigError(f"cannot parse config file {path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(raw).__name__}")
-    return raw.get("train", raw) if isinstance(raw.get("train"), dict) else raw

@@ -14,7 +14,7 @@ from ktune.train.trainer import Session, generation_check, prepare_out, setup, t
 
 log = logging.getLogger(__name__)
 
-StepCallback = Callable[[int, dict], None]  # (step just finished, loop state); may raise to stop the run
+StepCallback = Callable[[int, ckpt.LoopState], None]  # (step just finished, loop state); may raise to stop the run
 
 
 def train(config: TrainConfig, *, callbacks: Sequence[StepCallback] = (), progress: bool = True) -> RunInfo:
@@ -37,37 +37,37 @@ def train(config: TrainConfig, *, callbacks: Sequence[StepCallback] = (), progre
         torch.set_num_threads(threads)
 
 
-def _loop(s: Session, state: dict, callbacks: Sequence[StepCallback], progress: bool) -> dict:
+def _loop(s: Session, state: ckpt.LoopState, callbacks: Sequence[StepCallback], progress: bool) -> ckpt.LoopState:
     from tqdm.auto import tqdm
 
     cfg, acc = s.config, s.accelerator
     s.loss_module.train()
-    bar = tqdm(total=s.total_steps, initial=state["step"], desc="train", unit="step", dynamic_ncols=True,
+    bar = tqdm(total=s.total_steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True,
                disable=not progress or not acc.is_main_process)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
-    t_start, trained_before, start = time.perf_counter(), state.get("train_s", 0.0), state["step"]
-    for step in range(state["step"], s.total_steps):
+    t_start, trained_before, start = time.perf_counter(), state.train_s, state.step
+    for step in range(state.step, s.total_steps):
         loss, tokens = train_step(s, step)
         done = step + 1
-        state["tokens"] += tokens
-        state["history"].append([done, round(loss, 5), round(s.scheduler.get_last_lr()[0], 8)])
-        state["train_s"] = trained_before + time.perf_counter() - t_start
-        state["step"] = done
+        state.tokens += tokens
+        state.history.append([done, round(loss, 5), round(s.scheduler.get_last_lr()[0], 8)])
+        state.train_s = trained_before + time.perf_counter() - t_start
+        state.step = done
         bar.set_postfix(loss=f"{loss:.4f}")
         bar.update(1)
         if done % cfg.log_every == 0:
-            _log_progress(done, s.total_steps, loss, state["train_s"] - trained_before, done - start, bar.disable)
+            _log_progress(done, s.total_steps, loss, state.train_s - trained_before, done - start, bar.disable)
         if cfg.eval_every and done % cfg.eval_every == 0 and done < s.total_steps:
             result = generation_check(s, done)
             if result:
-                state["evals"].append(result)
+                state.evals.append(result)
         if cfg.save_every and done % cfg.save_every == 0 and done < s.total_steps:
             _save(s, state)
         for callback in callbacks:
             callback(done, state)
-        if budget_s and state["train_s"] - trained_before > budget_s:
+        if budget_s and state.train_s - trained_before > budget_s:
             log.warning("stopping at step %d of %d: --max-minutes %.1f reached", done, s.total_steps, cfg.max_minutes)
-            state["stopped_early"] = f"max_minutes {cfg.max_minutes} reached at step {done}"
+            state.stopped_early = f"max_minutes {cfg.max_minutes} reached at step {done}"
             break
     bar.close()
     return state
@@ -80,24 +80,20 @@ def _log_progress(done: int, total: int, loss: float, elapsed: float, steps_here
     (log.info if quiet_bar else log.debug)(msg, done, total, loss, rate, rate * (total - done))
 
 
-def _save(s: Session, state: dict) -> None:
+def _save(s: Session, state: ckpt.LoopState) -> None:
     s.accelerator.wait_for_everyone()
-    ckpt.save_checkpoint(s.out, state["step"], s.model, s.optimizer, s.scheduler, _light(state),
+    ckpt.save_checkpoint(s.out, s.model, s.optimizer, s.scheduler, state,
                          keep=s.config.keep_checkpoints, rank=s.accelerator.process_index,
                          is_main=s.accelerator.is_main_process)
 
 
-def _light(state: dict) -> dict:
-    return {k: v for k, v in state.items() if k != "step"}
-
-
-def finalize(s: Session, state: dict) -> RunInfo:
+def finalize(s: Session, state: ckpt.LoopState) -> RunInfo:
     """Final generation check, then adapter/, tokenizer/, prompt_format.json, ktune.json and the curve PNG."""
     acc = s.accelerator
     acc.wait_for_everyone()
-    final = generation_check(s, state["step"])
+    final = generation_check(s, state.step)
     if final:
-        state["evals"].append(final)
+        state.evals.append(final)
     info = run_info(s, state)
     sharded = sharded_adapter_state(s)  # collective under DeepSpeed / FSDP: every rank calls it
     if acc.is_main_process:
@@ -108,7 +104,7 @@ def finalize(s: Session, state: dict) -> RunInfo:
         info.save(out)
         from ktune.train.plot import plot_curves
 
-        plot_curves(state["history"], state["evals"], out / "curve.png")
+        plot_curves(state.history, state.evals, out / "curve.png")
         log.info("run written to %s (final loss %.4f)", out, info.metrics.get("final_loss", float("nan")))
     acc.wait_for_everyone()
     return info
@@ -148,27 +144,26 @@ def save_run_tokenizer(tokenizer, directory: Path) -> None:
         tokenizer.save_pretrained(str(directory))
 
 
-def run_info(s: Session, state: dict) -> RunInfo:
+def run_info(s: Session, state: ckpt.LoopState) -> RunInfo:
     cfg = s.config
     config = cfg.to_dict()
     config.update(base_path=s.base_info["path"], resolved_dtype=s.base_info["dtype"],
                   dtype_reason=s.base_info["dtype_reason"], device_used=s.base_info["device"],
                   query_head_used=s.base_info.get("query_head"),
                   processes=s.accelerator.num_processes, total_steps=s.total_steps, sources=cfg.sources)
-    history = state["history"]
-    evals = state["evals"]
-    metrics = {"data": s.counts, "final_loss": history[-1][1] if history else None, "steps_done": state["step"],
+    history, evals = state.history, state.evals
+    metrics = {"data": s.counts, "final_loss": history[-1][1] if history else None, "steps_done": state.step,
                "loss_history": history, "evals": evals}
     if evals:
         last = evals[-1]
         metrics.update(dev_entity_acc=last["entity_acc"], dev_attribute_acc=last["attribute_acc"],
                        dev_query_acc=last["query_acc"])
-    if state.get("stopped_early"):
-        metrics["stopped_early"] = state["stopped_early"]
-    train_s = state.get("train_s", 0.0)
-    steps = max(1, state["step"])
+    if state.stopped_early:
+        metrics["stopped_early"] = state.stopped_early
+    train_s = state.train_s
+    steps = max(1, state.step)
     timings = dict(s.timings, train_s=round(train_s, 2), s_per_step=round(train_s / steps, 3),
-                   tokens_per_s=round(state["tokens"] / train_s, 1) if train_s else None,
+                   tokens_per_s=round(state.tokens / train_s, 1) if train_s else None,
                    eval_s=round(sum(e.get("seconds", 0) for e in evals), 2), peak_rss_mb=peak_rss_mb(),
                    threads=_torch_threads())
     m = s.manifest

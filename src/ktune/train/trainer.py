@@ -219,13 +219,13 @@ def generation_check(s: Session, step: int) -> dict | None:
     return result
 
 
-def prepare_out(s: Session) -> dict:
+def prepare_out(s: Session) -> ckpt.LoopState:
     """Create or resume the run folder; returns the restored loop state (step 0 for a fresh run)."""
     out = s.out
     latest = ckpt.latest_checkpoint(out) if s.config.resume else None
     if latest is not None:
         state = ckpt.load_checkpoint(latest, s.model, s.optimizer, s.scheduler, rank=s.accelerator.process_index)
-        log.info("resuming from %s (step %d of %d)", latest, state["step"], s.total_steps)
+        log.info("resuming from %s (step %d of %d)", latest, state.step, s.total_steps)
         return state
     if s.config.resume:
         log.warning("--resume: no checkpoint in %s, starting from step 0", out)
@@ -234,4 +234,4 @@ def prepare_out(s: Session) -> dict:
             raise ConfigError(f"--out {out} exists and is not a ktune run; choose an empty or new folder")
         shutil.rmtree(out / ckpt.CKPT_DIR, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    return {"step": 0, "history": [], "evals": [], "tokens": 0, "train_s": 0.0}
+    return ckpt.LoopState()
