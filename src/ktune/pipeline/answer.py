@@ -44,6 +44,9 @@ def retrieve(kb, query: Query, fallback: bool = True) -> tuple[dict, str | None]
         return {}, NO_ATTRIBUTE
     try:
         knowledge = kb.acquire_knowledge(query.linked_entity, query.attribute, fallback=fallback)
+        for attribute in query.also:  # the other parts of a multi-part question: the same entity's facts
+            for entity, facts in kb.acquire_knowledge(query.linked_entity, attribute, fallback=fallback).items():
+                knowledge.setdefault(entity, {}).update(facts)
     except UnknownAttributeError:
         return {}, NO_ATTRIBUTE
     return (knowledge, None) if knowledge else ({}, NO_KNOWLEDGE)

@@ -64,6 +64,9 @@ class PipelineConfig:
     # 小儿肺炎), and an entry with nothing for the asked intent gives way to an equivalent one the KB or the lay-name
     # list states is the same condition (脑梗 -> 脑梗死, 帕金森症 -> 帕金森病; ktune.kb.linker.EntityLinker.equivalents)
     entry_rules: bool = True
+    # a question asking two things ("X有什么症状，怎么治？"): each clause that is a question adds the attribute the
+    # model writes for it (same entity); stage 2 gathers every part the KB can answer (ktune.pipeline.parts)
+    multi_part: bool = True
     # the claim check (ktune.pipeline.claims): answer sentences that state anything the knowledge does not are
     # dropped, premise questions ("X可以治疗Y吗") are decided from the KB; False = the model's text as written
     claim_check: bool = True

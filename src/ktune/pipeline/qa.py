@@ -46,10 +46,11 @@ class Answer:
     raw_answer: str | None = None
     premise_query: PremiseQuery | None = field(default=None, repr=False, compare=False)  # internal: for refusals
     generation: dict = field(default_factory=dict)  # the backend that generated stages 1 and 3 (Backend.describe)
+    also: tuple[str, ...] = ()  # further attributes looked up for the other parts of a multi-part question
 
     def to_json(self) -> dict:
         return {
-            "query": {"entity": self.query[0], "attribute": self.query[1]},
+            "query": {"entity": self.query[0], "attribute": self.query[1], "also": list(self.also)},
             "linked_entity": self.linked_entity,
             "link_score": None if self.link_score is None else round(self.link_score, 4),
             "link_method": self.link_method,
@@ -268,4 +269,5 @@ class KnowledgeTunedQA:
             generation=self.backend.describe(),
             premise=decide_premise(premise, knowledge, self.kb) if premise is not None and knowledge else None,
             premise_query=premise,
+            also=q.also,
         )

@@ -12,6 +12,7 @@ from ktune.kb.aliases import DERIVED
 from ktune.kb.linker import Link, frame_only, normalize
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Beam, Decoder
+from ktune.pipeline.parts import asked_parts
 from ktune.pipeline.trie import QueryGrammar
 from ktune.query_vocab import SubsetHead, output_embeddings_owner, query_token_ids
 
@@ -66,6 +67,7 @@ class Query:
     link_score: float | None = None
     link_method: str | None = None
     raw: str = ""  # the generated query line
+    also: tuple[str, ...] = ()  # further attributes a multi-part question asks (ktune.pipeline.parts)
 
 
 def is_sure(link_method: str | None) -> bool:
@@ -131,6 +133,8 @@ class QueryStage:
             queries = [self.framed_mention(q, query) for q, query in zip(questions, queries, strict=True)]
         if self.config.entry_rules:
             queries = [self.answering_entry(q, query) for q, query in zip(questions, queries, strict=True)]
+        if self.config.multi_part:
+            queries = asked_parts(self, questions, queries)
         return queries
 
     def answering_entry(self, question: str, query: Query) -> Query:
