@@ -248,3 +248,18 @@ def test_a_name_the_model_shortened_is_the_name_the_question_writes(entries):
     assert q.linked_entity is None  # one character is no name
     q = entries.framed_mention("肾结石怎么办", Query("肾石", "治疗方案", None, raw="肾石|治疗方案"))
     assert q.linked_entity == "肾结石" and q.link_method.startswith("framed:")
+
+
+def test_a_name_followed_by_the_askeds_cue_word_is_that_name_with_the_attribute_read_again_when_it_is_anothers(entries):
+    q = entries.framed_mention("脑梗后遗症有哪些", Query("脑梗后遗症", "并发症", None, raw="脑梗后遗症|并发症"))
+    assert q.linked_entity == "脑梗" and q.attribute == "并发症" and q.link_method.startswith("framed:")
+
+    class Rereads(QueryStage):  # the model's attribute after the name, when the kept one is another kind's field
+        def free_attributes(self, questions, entities):
+            return [("临床表现", f"{e}|临床表现") for e in entities]
+
+    stage = Rereads(None, entries.kb, PromptFormat(), PipelineConfig())
+    q = stage.framed_mention("脑梗前兆有哪些", Query("脑梗前兆", "相关症状", None, raw="脑梗前兆|相关症状"))
+    assert (q.linked_entity, q.attribute, q.raw) == ("脑梗", "临床表现", "脑梗|临床表现")
+    # content after the name is no cue: a term the KB lacks stays refused
+    assert entries.framed_mention("脑梗塞指数高吗", Query("脑梗塞指数", "病因", None)).linked_entity is None

@@ -281,7 +281,9 @@ class EntityLinker:
         for s in self._loose.get(key, ()):
             for e, pred in self._entities_of(s):
                 if pred != DERIVED:  # a name derived from a drug product is no condition's variant
-                    self._add(found, e, 0.86, "variant", text)
+                    # an entry whose own name is the variant before one that lists it as an alias (复方甘草口服液:
+                    # 复方甘草口服溶液 before 复方甘草合剂, whose 通用名 it is)
+                    self._add(found, e, 0.86 if pred == "name" else 0.85, "variant", text)
 
     def _modifier_match(self, found: dict[str, Link], norm: str, text: str) -> None:
         """The KB name left after removing modifier words at either end (one or more of each); a population word
@@ -358,9 +360,11 @@ class EntityLinker:
 
 
 def loose_key(norm: str) -> str:
-    """A normalized surface without 性, 疼 written 痛, with one way to write type numbers, and without a trailing
-    病/症/综合征/感染 (kept when nothing else is left)."""
-    key = _NUMBERED.sub(lambda m: _NUMERALS[m.group(1)], norm.replace("性", "").replace("疼", "痛"))
+    """A normalized surface without 性, 疼 written 痛, 口服溶液 written 口服液 (the pharmacopoeia's newer name for the
+    same dosage form), with one way to write type numbers, and without a trailing 病/症/综合征/感染 (kept when
+    nothing else is left)."""
+    key = norm.replace("性", "").replace("疼", "痛").replace("口服溶液", "口服液")
+    key = _NUMBERED.sub(lambda m: _NUMERALS[m.group(1)], key)
     for suffix in _LOOSE_SUFFIXES:
         if key.endswith(suffix) and len(key) - len(suffix) >= 2:
             return key[: -len(suffix)]

@@ -35,6 +35,9 @@ POPULATION_WINDOW = 6  # characters before a name searched for a population word
 # A mention stands alone unless a longer word holds it (上腹痛) or a single character glued to it makes a longer term
 # (上 + 腹痛): single characters that only frame a name (我妈有|高血压, 宝宝长|针眼, 得了|痔疮, 针眼|了, 高血压|吃什么,
 # 高血压|挂什么科) are fine.
+# What a generated entity may carry after the name as the question's own cue for the attribute (心梗前兆 ->
+# 心梗 with the model's 临床表现, 脑梗后遗症 -> 脑梗 with 并发症): the asked field, not a different condition.
+_CUE_SUFFIXES = ("前兆", "后遗症", "早期症状", "早期表现", "症状", "表现")
 _FRAME_CHARS = set("有得患了的是长犯为出查个种说和与或及跟吃用喝打治看会能要该怎咋吗呢啊吧呀么好老总还又也就都很太挂")
 
 
@@ -215,14 +218,15 @@ class QueryStage:
 
     def framed_mention(self, question: str, query: Query) -> Query:
         """A generated entity that links to nothing but is one KB name framed by numbers, sizes, sides or modifier
-        words (左肾结石0.6cm -> 肾结石, 八十多，便秘 -> 便秘), the name standing alone in the question: query that name
+        words (左肾结石0.6cm -> 肾结石, 八十多，便秘 -> 便秘) or followed by a cue of the attribute asked (心梗前兆), the
+        name standing alone in the question: query that name
         with the attribute the model wrote. Content next to the name (乳腺 + 结节) is no frame: still refused."""
         if query.linked_entity is not None or not query.entity or query.link_method == OTHER_KIND:
             return query
         span, norm = normalize(query.entity), normalize(question)
         hits = []
         for start, end, surface in self.kb.linker.find_mentions(span):
-            if not (frame_only(span[:start]) and frame_only(span[end:])):
+            if not (frame_only(span[:start]) and (frame_only(span[end:]) or span[end:] in _CUE_SUFFIXES)):
                 continue
             # the name, or the whole framed span as generated (左 + 肾结石 + 0.6cm), is a word of its own
             if not any((at := norm.find(text)) >= 0 and standalone(norm, at, at + len(text)) for text in (surface, span)):
@@ -242,7 +246,10 @@ class QueryStage:
         if len(hits) != 1:
             return query
         surface, best = hits[0]
-        return Query(surface, query.attribute, best.entity, best.score, f"framed:{best.method}", query.raw)
+        attribute, raw = query.attribute, query.raw
+        if attribute not in self._kind_attributes(best.entity):  # 心梗前兆|相关症状 (a symptom entry's field):
+            attribute, raw = self.free_attributes([question], [surface])[0]  # the model's attribute after the name
+        return Query(surface, attribute, best.entity, best.score, f"framed:{best.method}", raw)
 
     def free_attributes(self, questions: list[str], entities: list[str]) -> list[tuple[str | None, str]]:
         """The attribute the model writes after a given `entity|`, decoded freely: it says what the question
