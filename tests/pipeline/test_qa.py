@@ -169,3 +169,23 @@ def test_rerank_accepts_a_homophone_typo_as_agreement(qa):
     free = Query("偏头通", "就诊科室", "偏头痛", 0.8, "pinyin", raw="偏头通|就诊科室")
     chosen = qa.query_stage.rerank("偏头通挂什么科", free, [_beam(qa, "偏头痛", "就诊科室")])
     assert (chosen.linked_entity, chosen.attribute) == ("偏头痛", "就诊科室")
+
+
+def test_answer_rows_are_generated_in_groups_of_similar_length_with_the_answers_of_one_batch():
+    from ktune.pipeline.answer import length_groups
+
+    assert length_groups([100, 6000, 120, 90, 5000]) == [[3, 0, 2], [4, 1]]
+    assert length_groups([10, 10, 10]) == [[0, 1, 2]] and length_groups([]) == []
+
+
+def test_a_long_knowledge_list_does_not_pad_the_short_rows_and_the_answers_stay_the_same(qa, monkeypatch):
+    stage = qa.answer_stage
+    short = {"急性中耳炎": {"就诊科室": ["耳鼻喉科"]}}
+    long = {"急性中耳炎": {"相关药物": [f"药物{i}号片" for i in range(300)]}}
+    questions, knowledges = ["急性中耳炎挂什么科", "急性中耳炎吃什么药", "急性中耳炎挂哪个科"], [short, long, short]
+    alone = [stage.run([q], [k])[0] for q, k in zip(questions, knowledges, strict=True)]
+    calls = []
+    original = stage.decoder.greedy
+    monkeypatch.setattr(stage.decoder, "greedy", lambda prompts, *a, **kw: calls.append(len(prompts)) or original(prompts, *a, **kw))
+    assert stage.run(questions, knowledges) == alone
+    assert sorted(calls) == [1, 2]  # the two short rows together, the long one alone

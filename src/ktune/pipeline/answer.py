@@ -273,6 +273,19 @@ class AnswerStream:
         self._next_cut = 1
 
 
+def length_groups(lengths: list[int], ratio: float = 2.0, slack: int = 64) -> list[list[int]]:
+    """Indices grouped by length, shortest first: a group's longest is at most `ratio` x its shortest + `slack`
+    (a batch is padded to its longest row, so a 6,000-character knowledge list would make 15 short rows cost
+    as much as itself)."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if groups and lengths[i] <= ratio * lengths[groups[-1][0]] + slack:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 class AnswerStage:
     """Stage 3: greedy answer generation from question + knowledge with the run's prompt format, then the
     claim check (ktune.pipeline.claims) on every sentence."""
@@ -296,7 +309,14 @@ class AnswerStage:
             return []
         caps = max_new_tokens or [self.config.max_answer_tokens] * len(questions)
         prompts = [self.fmt.answer_prompt(q, k) for q, k in zip(questions, knowledges, strict=True)]
-        beams = self.decoder.greedy(prompts, max(caps), streamer=streamer)
+        if streamer is not None:  # a streamer follows the rows of one generation: the batch as it came
+            beams = self.decoder.greedy(prompts, max(caps), streamer=streamer)
+        else:  # rows of similar length together: one long knowledge list must not pad every row to its length
+            beams = [None] * len(prompts)
+            for group in length_groups([len(p) for p in prompts]):
+                done = self.decoder.greedy([prompts[i] for i in group], max(caps[i] for i in group))
+                for i, beam in zip(group, done, strict=True):
+                    beams[i] = beam
         bodies = [b.text if len(b.tokens) <= cap else self.decoder.tokenizer.decode(b.tokens[:cap], skip_special_tokens=True)
                   for b, cap in zip(beams, caps, strict=True)]
         if not self.config.claim_check:  # the model's body as it wrote it (for before/after comparisons)
