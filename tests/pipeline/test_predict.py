@@ -27,7 +27,7 @@ def test_predict_output_has_the_schema_and_passes_input_fields_through(qa, tmp_p
     for row, pred in zip(rows, out, strict=True):
         assert pred["id"] == row["id"] and pred["extra"] == row["extra"] and pred["question"] == row["question"]
         assert pred["input_answer"] == "gold"  # an input field an output field would overwrite is kept
-        assert set(pred["query"]) == {"entity", "attribute"}
+        assert set(pred["query"]) == {"entity", "attribute", "also"}
         assert isinstance(pred["refused"], bool) and isinstance(pred["knowledge"], dict)
         assert pred["linked_entity"] is None or qa.kb.has_entity(pred["linked_entity"])
         assert isinstance(pred["answer"], str)

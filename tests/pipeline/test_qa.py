@@ -108,7 +108,7 @@ def test_warns_with_both_hashes_when_the_run_used_another_kb(tiny_lm, mini_kb, c
 
 def test_answer_json_has_the_predict_fields(qa):
     data = qa.ask(QUESTIONS[0]).to_json()
-    assert set(data["query"]) == {"entity", "attribute"}
+    assert set(data["query"]) == {"entity", "attribute", "also"}
     for key in ("linked_entity", "knowledge", "answer", "refused", "refusal_reason", "kb_version", "timings"):
         assert key in data
     json.dumps(data, ensure_ascii=False)
