@@ -7,6 +7,19 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def kb_from_records(folder: Path, records: list[dict]):
+    """A KB in `folder` imported from CMeKG-style records (one dict per entity); the caller closes it."""
+    import json
+
+    from ktune.kb import KnowledgeBase
+
+    src = folder / "kb.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    kb = KnowledgeBase.open(folder / "kb.sqlite", create=True)
+    kb.import_file(src)
+    return kb
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("KTUNE_HOME", str(tmp_path / "ktune_home"))

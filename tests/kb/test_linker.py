@@ -176,15 +176,12 @@ def test_strip_modifiers_keeps_words_that_name_a_body_part():
 
 
 def test_a_drug_written_as_kou_fu_ye_links_to_its_kou_fu_rong_ye_entry_and_an_exact_name_still_wins(tmp_path):
-    import json
+    from tests.conftest import kb_from_records
 
-    src = tmp_path / "kb.jsonl"
     rows = [{"中心词": "复方甘草口服溶液", "不良反应": ["恶心"], "商品名": ["复方甘草合剂"]},
             {"中心词": "复方甘草合剂", "不良反应": ["呕吐"], "通用名": ["复方甘草口服溶液"]},
             {"中心词": "氨溴特罗口服溶液", "规格": ["60ml"]}, {"中心词": "氨溴特罗口服液", "规格": ["100ml"]}]
-    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    kb = KnowledgeBase.open(tmp_path / "kb.sqlite", create=True)
-    kb.import_file(src)
+    kb = kb_from_records(tmp_path, rows)
     try:
         # the entry named so first; the product that lists the name as its 通用名 comes after it
         assert [(lk.entity, lk.method) for lk in kb.link("复方甘草口服液")][:2] == [

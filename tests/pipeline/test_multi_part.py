@@ -1,7 +1,5 @@
 """Questions that ask two things: every asked part the KB can answer is looked up (ktune.pipeline.parts)."""
 
-import json
-
 import pytest
 
 from ktune.pipeline import PipelineConfig
@@ -9,6 +7,7 @@ from ktune.pipeline.answer import retrieve
 from ktune.pipeline.parts import asked_parts, question_parts
 from ktune.pipeline.query import Query, QueryStage
 from ktune.prompt import PromptFormat
+from tests.conftest import kb_from_records
 
 RECORDS = [
     {"中心词": "过敏性鼻炎", "常见症状": ["鼻痒", "打喷嚏"], "治疗": ["避免接触过敏原"], "就诊科室": ["耳鼻喉科"]},
@@ -56,13 +55,7 @@ def test_single_questions_refusals_and_unread_parts_are_left_alone():
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory):
-    from ktune.kb import KnowledgeBase
-
-    root = tmp_path_factory.mktemp("parts")
-    src = root / "kb.jsonl"
-    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS), "utf-8")
-    kb = KnowledgeBase.open(root / "kb.sqlite", create=True)
-    kb.import_file(src)
+    kb = kb_from_records(tmp_path_factory.mktemp("parts"), RECORDS)
     yield kb
     kb.close()
 
