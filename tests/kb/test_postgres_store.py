@@ -90,7 +90,7 @@ AWKWARD = {
 
 
 def test_content_hash_matches_sqlite_on_awkward_text(pg_url, tmp_path):
-    from ktune.kb.store import SQLiteStore
+    from ktune.kb.sqlite import SQLiteStore
 
     lite = SQLiteStore(tmp_path / "awk.sqlite")
     pg = _store(pg_url)
@@ -182,15 +182,15 @@ def test_a_second_writer_gets_a_clear_busy_error_and_the_first_one_wins(pg_url):
 
 
 def test_an_old_database_is_migrated_forward_keeping_its_content(pg_url):
-    from ktune.kb.postgres import MIGRATIONS
+    from ktune.kb.migrations import POSTGRES_MIGRATIONS
 
-    assert [n for n, _ in MIGRATIONS] == sorted(n for n, _ in MIGRATIONS)
-    old = _store(pg_url, migrations=MIGRATIONS[:1])
+    assert [n for n, _ in POSTGRES_MIGRATIONS] == sorted(n for n, _ in POSTGRES_MIGRATIONS)
+    old = _store(pg_url, migrations=POSTGRES_MIGRATIONS[:1])
     fill(old, {"偏头痛": MIGRAINE}, {"偏头痛": "disease"})
     version = old.content_hash()
     assert old.applied_migrations() == ["m001_initial"]
     old.close()
-    extra = [*MIGRATIONS, ("m999_test_notes", "CREATE TABLE notes(x TEXT)")]
+    extra = [*POSTGRES_MIGRATIONS, ("m999_test_notes", "CREATE TABLE notes(x TEXT)")]
     new = _store(pg_url, create=False, migrations=extra)
     assert new.applied_migrations() == [n for n, _ in extra]
     indexes = {r[0] for r in new.conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname=current_schema()")}
@@ -224,7 +224,7 @@ def test_a_search_path_without_a_schema_is_a_kb_error_naming_the_fix(server_url)
 
 
 def test_the_password_never_appears_in_the_store_path():
-    from ktune.kb.postgres import redact
+    from ktune.kb.store import redact
 
     assert redact("postgresql://kb:s3cret@db:5432/ktune") == "postgresql://kb:***@db:5432/ktune"
     assert redact("postgresql://kb@db/ktune") == "postgresql://kb@db/ktune"

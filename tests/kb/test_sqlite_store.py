@@ -7,7 +7,8 @@ import pytest
 
 from ktune.errors import KBError
 from ktune.kb import KnowledgeBase
-from ktune.kb.store import MIGRATIONS, SQLiteStore
+from ktune.kb.migrations import SQLITE_MIGRATIONS
+from ktune.kb.sqlite import SQLiteStore
 from tests.conftest import FIXTURES
 from tests.kb.store_contract import MIGRAINE, StoreContract, fill
 
@@ -22,20 +23,20 @@ class TestSQLiteStore(StoreContract):
 
 def test_a_blank_database_gets_every_migration_recorded(tmp_path):
     s = SQLiteStore(tmp_path / "blank.sqlite")
-    assert s.applied_migrations() == sorted(name for name, _ in MIGRATIONS)
-    assert [name for name, _ in MIGRATIONS] == sorted(name for name, _ in MIGRATIONS)  # names sort in order
+    assert s.applied_migrations() == sorted(name for name, _ in SQLITE_MIGRATIONS)
+    assert [name for name, _ in SQLITE_MIGRATIONS] == sorted(name for name, _ in SQLITE_MIGRATIONS)  # names sort in order
     s.close()
 
 
 def test_an_old_database_is_migrated_forward_keeping_its_content(tmp_path):
     path = tmp_path / "old.sqlite"
-    old = SQLiteStore(path, migrations=MIGRATIONS[:1])
+    old = SQLiteStore(path, migrations=SQLITE_MIGRATIONS[:1])
     fill(old, {"偏头痛": MIGRAINE}, {"偏头痛": "disease"})
     version = old.content_hash()
     assert old.applied_migrations() == ["m001_initial"]
     old.close()
     new = SQLiteStore(path, create=False)
-    assert new.applied_migrations() == [name for name, _ in MIGRATIONS]
+    assert new.applied_migrations() == [name for name, _ in SQLITE_MIGRATIONS]
     indexes = {r[0] for r in new.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "facts_predicate" in indexes
     assert new.content_hash() == version and new.facts("偏头痛") == dict(sorted(MIGRAINE.items()))
@@ -44,7 +45,7 @@ def test_an_old_database_is_migrated_forward_keeping_its_content(tmp_path):
 
 def test_a_new_migration_runs_once_and_is_recorded(tmp_path):
     path = tmp_path / "m.sqlite"
-    extra = [*MIGRATIONS, ("m999_test_notes", "CREATE TABLE notes(x TEXT)")]
+    extra = [*SQLITE_MIGRATIONS, ("m999_test_notes", "CREATE TABLE notes(x TEXT)")]
     SQLiteStore(path, migrations=extra).close()
     again = SQLiteStore(path, migrations=extra)  # a second open must not re-run CREATE TABLE
     assert again.applied_migrations()[-1] == "m999_test_notes"

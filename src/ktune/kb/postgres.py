@@ -18,42 +18,14 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from ktune.errors import KBError
-from ktune.kb.store import EMPTY_VERSION, READ_ONLY_FIX, SnapshotReads, _now
+from ktune.kb.migrations import POSTGRES_MIGRATIONS
+from ktune.kb.store import EMPTY_VERSION, READ_ONLY_FIX, SnapshotReads, _now, redact
 
 LOCK_KEY = 0x6B74756E  # "ktun": advisory lock serialising writers and migrations within one database
 _KB_TABLES = {"meta", "entities", "facts", "aliases"}
 _START_FIX = "start a local server with `scripts/postgres.sh` (it prints the URL) or check the URL"
 
-# Ordered, named migrations; each runs once, in its own transaction, and is recorded in `migrations`.
-# Unlike SQLite, no FOREIGN KEY on facts/aliases: per-row RI triggers more than double the COPY of 967k
-# facts (4.0 s -> 9.6 s). This store is the only writer; it deletes children explicitly and checks the
-# entity ids of facts it writes for stored entities (`_flush`).
-MIGRATIONS: list[tuple[str, str]] = [
-    (
-        "m001_initial",
-        """
-        CREATE TABLE meta(key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE entities(id BIGINT PRIMARY KEY, name TEXT COLLATE "C" NOT NULL UNIQUE,
-                              kind TEXT COLLATE "C" NOT NULL);
-        CREATE TABLE facts(
-            entity_id BIGINT NOT NULL, predicate TEXT COLLATE "C" NOT NULL, ord INTEGER NOT NULL, value TEXT COLLATE "C" NOT NULL,
-            PRIMARY KEY(entity_id, predicate, ord));
-        CREATE TABLE aliases(
-            surface TEXT COLLATE "C" NOT NULL, entity_id BIGINT NOT NULL,
-            predicate TEXT COLLATE "C" NOT NULL,
-            PRIMARY KEY(surface, entity_id, predicate));
-        CREATE INDEX aliases_entity ON aliases(entity_id);
-        """,
-    ),
-    ("m002_facts_predicate_index", "CREATE INDEX IF NOT EXISTS facts_predicate ON facts(predicate)"),
-]
-
 _FACTS = "FROM facts f JOIN entities e ON e.id=f.entity_id"
-
-
-def redact(url: str) -> str:
-    """The URL without its password (for logs, `kb stats` and error messages)."""
-    return re.sub(r"^(postgres(?:ql)?://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
 class PostgresStore(SnapshotReads):
@@ -80,7 +52,7 @@ class PostgresStore(SnapshotReads):
         self._cursor_ids = itertools.count()
         self._writing = False
         self._reset_pending()
-        migrations = MIGRATIONS if migrations is None else migrations
+        migrations = POSTGRES_MIGRATIONS if migrations is None else migrations
         try:
             self._check_is_kb(create and not read_only)
             if read_only:
