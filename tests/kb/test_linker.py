@@ -168,7 +168,7 @@ def test_lay_names_link_only_to_entities_the_kb_has(tmp_path):
 
 
 def test_strip_modifiers_keeps_words_that_name_a_body_part():
-    from ktune.kb.linker import strip_modifiers
+    from ktune.kb.variants import strip_modifiers
 
     assert strip_modifiers("上腹痛") == "上腹痛"
     assert strip_modifiers("小儿轻度湿疹") == "湿疹"

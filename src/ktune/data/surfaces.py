@@ -10,7 +10,8 @@ import random
 import re
 from collections import defaultdict
 
-from ktune.kb.linker import LAY_NAME, loose_key, normalize
+from ktune.kb.linker import LAY_NAME, normalize
+from ktune.kb.variants import loose_key
 
 _JUNK = re.compile(r"[：:《》<>\[\]【】=]|通用名称|英文名称")
 _ASCII = re.compile(r"[A-Za-z]")

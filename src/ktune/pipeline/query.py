@@ -9,7 +9,8 @@ from rapidfuzz import process as fuzz_process
 
 from ktune.errors import UnknownAttributeError
 from ktune.kb.aliases import DERIVED
-from ktune.kb.linker import Link, frame_only, normalize
+from ktune.kb.linker import Link, normalize
+from ktune.kb.variants import frame_only
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Beam, Decoder
 from ktune.pipeline.parts import asked_parts
