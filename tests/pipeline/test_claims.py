@@ -3,15 +3,14 @@
 import pytest
 
 from ktune.pipeline.answer import LIST_CAP, ground
+from ktune.pipeline.claim_spans import Fact, split_sentences
 from ktune.pipeline.claims import (
     PREDICATE_AS_VALUE,
     QUESTION_ONLY_TERM,
     UNSUPPORTED_TERM,
     UNVERIFIED_TEXT,
-    Fact,
     check_answer,
     check_sentence,
-    split_sentences,
 )
 from ktune.prompt import PROVENANCE_PREFIX, provenance_line
 

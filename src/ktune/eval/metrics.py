@@ -94,7 +94,8 @@ def unsupported_claims(answer: str, knowledge: dict, surfaces, names=()) -> list
     Sentences that say the KB does not list something (没有列出, 未记载, ...) relate nothing and are skipped.
     A hallucination proxy, not proof.
     """
-    from ktune.pipeline.claims import negated, split_sentences
+    from ktune.pipeline.claim_spans import split_sentences
+    from ktune.pipeline.claims import negated
 
     support = _norm(json.dumps(knowledge or {}, ensure_ascii=False))
     allowed = {_norm(n) for n in names}
@@ -111,7 +112,8 @@ def answer_grounding(answer: str, knowledge: dict, question: str, kb, subject: s
     are verbatim values of `knowledge`, predicate names listed as values, unsupported KB names, and the
     sentences the check would drop. Works on any system's text (the instruction baseline's too). `subject`:
     the entity the question is about; naming it (or an alias) relates nothing to it, so it is no claim."""
-    from ktune.pipeline.claims import aliases_of, check_answer
+    from ktune.pipeline.claim_spans import aliases_of
+    from ktune.pipeline.claims import check_answer
 
     check = check_answer(answer, knowledge, question, kb)
     subjects = set(knowledge or {}) | ({subject} if subject else set())

@@ -192,7 +192,8 @@ def affirms(item: dict, answer: dict, kb=None) -> bool:
     listed" names both the entity (a KB name or alias) and the term; an answer about the term alone
     (上呼吸道感染's symptoms for "上呼吸道感染是可塞风的不良反应吗") relates nothing to the entity.
     """
-    from ktune.pipeline.claims import aliases_of, negated, split_sentences
+    from ktune.pipeline.claim_spans import aliases_of, split_sentences
+    from ktune.pipeline.claims import negated
     from ktune.prompt import strip_provenance
 
     if answer.get("refused"):

@@ -7,17 +7,8 @@ from dataclasses import dataclass
 
 from ktune.data.answers import clean_value
 from ktune.errors import UnknownAttributeError
-from ktune.pipeline.claims import (
-    CLAUSE_END,
-    SENTENCE_END,
-    Checker,
-    Fact,
-    SentenceCheck,
-    check_answer,
-    check_sentence,
-    knowledge_facts,
-    negated,
-)
+from ktune.pipeline.claim_spans import SENTENCE_END, Fact, knowledge_facts
+from ktune.pipeline.claims import CLAUSE_END, Checker, SentenceCheck, check_answer, check_sentence, negated
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Decoder
 from ktune.pipeline.premise import Premise

@@ -15,27 +15,28 @@ support: a question that states a premise ("利福平可以治疗肝胆管结石
 to repeat it as a KB fact.
 
 `check_sentence` is pure (question, knowledge and KB in, verdict out) so a streaming answer can check
-each sentence as it completes; `check_answer` runs it over a whole answer body.
+each sentence as it completes; `check_answer` runs it over a whole answer body. How a sentence is read as
+spans: ktune.pipeline.claim_spans; the frames it is read against: ktune.pipeline.claim_frames.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import weakref
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 
-from ktune.data.answers import BANK_PATH, clean_value
+from ktune.pipeline.claim_frames import LIST_GLUE, frame_patterns, is_connective, residue
+from ktune.pipeline.claim_spans import (
+    SENTENCE_END,
+    Fact,
+    KnowledgeIndex,
+    Span,
+    find_spans,
+    index_knowledge,
+    names_entity,
+    split_sentences,
+)
 
-# Link methods that name the same KB entity (a fuzzy guess is not evidence that two names are one entity).
-SAME_ENTITY_METHODS = ("exact", "normalized", "generic", "normalized_alias")
-SENTENCE_END = "。！？!?\n"
-LIST_GLUE = set("、；;，,和及与或等 。！？!?")
 _LIST_SEP = set("、；;")  # between list items only: a predicate name next to one is written as a value
-# Single-character values (性味 甘, 传染性 有) count only between these, never inside connective words.
-_ONE_CHAR_BEFORE = set("：:、；;，,为是") | {""}
-_ONE_CHAR_AFTER = set("、；;，,。等") | {""}
 NEGATION = re.compile(r"没有列出|未列出|没有记载|未记载|不包括|并未|没有收录|未收录|无法根据知识库")
 
 # Reasons a sentence is dropped, most specific first.
@@ -43,26 +44,6 @@ PREDICATE_AS_VALUE = "predicate_as_value"  # a predicate / attribute name listed
 QUESTION_ONLY_TERM = "question_only_term"  # a term that only the question contains
 UNSUPPORTED_TERM = "unsupported_term"  # a KB name that the knowledge used does not contain
 UNVERIFIED_TEXT = "unverified_text"  # text that is neither a value nor trained connective text (a rewrite)
-
-# Connective text of the sentences ktune writes itself (listing, premise verdicts), beside the answer bank.
-OWN_FRAMES = (
-    "根据知识库，{name}的{pred}：{vals}。",
-    "根据知识库，{name}的{pred}包括：{vals}。",
-    "根据知识库，{name}的{pred}包括{vals}，共{n}项（完整列表见相关知识）。",
-    "知识库中{name}的{pred}：{vals}。",
-    "知识库中{name}的{pred}包括{vals}，共{n}项（完整列表见相关知识）。",
-    "知识库中{name}的{pred}没有列出“{term}”。",
-)
-
-
-@dataclass(frozen=True)
-class Fact:
-    entity: str
-    predicate: str
-    value: str
-
-    def to_json(self) -> dict:
-        return {"entity": self.entity, "predicate": self.predicate, "value": self.value}
 
 
 @dataclass(frozen=True)
@@ -95,250 +76,6 @@ class ClaimCheck:
         return self.kept + self.dropped
 
 
-@dataclass(frozen=True)
-class _Span:
-    start: int
-    end: int
-    kind: str  # value | name | predicate
-    text: str
-
-
-@dataclass
-class _Index:
-    """The knowledge as the check needs it: value strings -> facts, entity names, predicate names."""
-
-    values: dict[str, list[Fact]] = field(default_factory=dict)
-    names: set[str] = field(default_factory=set)
-    predicates: set[str] = field(default_factory=set)
-    attributes: set[str] = field(default_factory=set)  # the schema attributes the knowledge's predicates map to
-    norm_text: str = ""
-
-
-# --- connective text ---------------------------------------------------------------------------
-_PLACEHOLDER = re.compile(r"\{[a-z]+\}")
-
-
-ATTRIBUTION = "根据知识库，"
-
-
-@lru_cache(maxsize=1)
-def _frames() -> tuple[tuple[str, str | None], ...]:
-    """Every sentence frame the answer step is trained on and ktune's own sentences, each with the attribute
-    it states (None: any). Per-attribute frames also hold without the sentence-initial 根据知识库， and, where
-    they name their attribute (X的适应症：…), with any predicate of the knowledge in its place."""
-    bank = json.loads(BANK_PATH.read_text(encoding="utf-8"))
-    frames: set[tuple[str, str | None]] = {(f, None) for f in OWN_FRAMES}
-
-    def walk(node, attribute: str | None) -> None:
-        if isinstance(node, str):
-            for sentence in split_sentences(node):  # the check works sentence by sentence
-                frames.add((sentence, attribute))
-                if sentence.startswith(ATTRIBUTION):
-                    frames.add((sentence[len(ATTRIBUTION):], attribute))
-                if attribute and attribute in sentence:
-                    frames.add((sentence.replace(attribute, "{pred}"), None))
-        elif isinstance(node, list):
-            for x in node:
-                walk(x, attribute)
-        elif isinstance(node, dict):
-            for k, x in node.items():
-                if k != "version":
-                    walk(x, None)
-
-    for attribute, frame_list in bank.get("frames", {}).items():
-        walk(frame_list, attribute)
-    walk({k: v for k, v in bank.items() if k != "frames"}, None)
-    return tuple(sorted(frames, key=lambda f: (f[0], f[1] or "")))
-
-
-@lru_cache(maxsize=1)
-def connective_pieces() -> tuple[str, ...]:
-    """Literal text of every frame (the words between placeholders)."""
-    pieces = {p for f, _ in _frames() for p in _PLACEHOLDER.split(f) if p}
-    return tuple(sorted(pieces, key=lambda p: (-len(p), p)))
-
-
-# {surface} is what the user wrote ("您问的“{surface}”在知识库中对应{entity}"): it relates nothing to the
-# entity, so any span may fill it, the question's own words included (\x03)
-_SLOT = {"{vals}": "\x01", "{name}": "\x02", "{entity}": "\x02", "{surface}": "[\x01\x02\x03]",
-         "{pred}": "(?P<pred>[^\x01\x02]{1,40}?)", "{n}": "[0-9]+", "{term}": "[^”]+"}
-
-
-@lru_cache(maxsize=1)
-def frame_patterns() -> tuple[tuple[re.Pattern, str | None], ...]:
-    """Every trained frame as a pattern over a sentence skeleton (value runs -> \x01, names -> \x02), with
-    the attribute the frame states (None: any)."""
-    out = []
-    for frame, attribute in _frames():
-        # a value run absorbs a 等 that follows it (see _skeleton), so frames do too
-        parts = re.split(r"(\{[a-z]+\})", frame.replace("{vals}等", "{vals}"))
-        out.append((re.compile("".join(_SLOT.get(p, re.escape(p)) for p in parts if p)), attribute))
-    return tuple(out)
-
-
-@lru_cache(maxsize=1)
-def _connective_text() -> str:
-    return "\u0000".join(connective_pieces())
-
-
-def is_connective(text: str) -> bool:
-    """True when `text` is list glue or lies inside one trained frame's connective text."""
-    t = text.strip()
-    return not t or set(t) <= LIST_GLUE or t in _connective_text()
-
-
-def residue(text: str) -> list[str]:
-    """The parts of `text` no connective fragment (>= 2 characters) explains: the claim's own words."""
-    lit, out, cur, i = _connective_text(), [], "", 0
-    while i < len(text):
-        j = i + 2
-        best = 0
-        while j <= len(text) and text[i:j] in lit:
-            best = j
-            j += 1
-        if best:
-            if cur:
-                out.append(cur)
-                cur = ""
-            i = best
-        else:
-            cur += text[i]
-            i += 1
-    if cur:
-        out.append(cur)
-    return [r for r in (x.strip("".join(LIST_GLUE) + "。！？!?：:“”\"") for x in out) if r]
-
-
-# --- the knowledge ------------------------------------------------------------------------------
-def knowledge_facts(knowledge: dict) -> list[Fact]:
-    return [Fact(e, p, v) for e, preds in (knowledge or {}).items() for p, vals in preds.items() for v in vals]
-
-
-def _index(knowledge: dict, kb) -> _Index:
-    from ktune.kb.linker import normalize
-
-    idx = _Index()
-    for fact in knowledge_facts(knowledge):
-        for form in {fact.value.strip(), clean_value(fact.value)}:
-            if form:
-                idx.values.setdefault(form, [])
-                if fact not in idx.values[form]:
-                    idx.values[form].append(fact)
-    for entity, preds in (knowledge or {}).items():
-        idx.names.add(entity)
-        idx.predicates.update(preds)
-        if kb is not None:
-            idx.names.update(aliases_of(kb, entity))
-    mapping = _predicate_attribute(kb.schema if kb is not None else None)
-    idx.attributes = {mapping[p] for p in idx.predicates if p in mapping}
-    idx.predicates.update(idx.attributes)
-    idx.norm_text = normalize(json.dumps(knowledge or {}, ensure_ascii=False))
-    return idx
-
-
-def _predicate_attribute(schema) -> dict[str, str]:
-    """raw predicate -> attribute, from the KB's schema (the shipped one when no KB is given)."""
-    return schema.predicate_attribute() if schema is not None else _shipped_mapping()
-
-
-@lru_cache(maxsize=1)
-def _shipped_mapping() -> dict[str, str]:
-    from ktune.kb.schema import Schema
-
-    return Schema.load().predicate_attribute()
-
-
-_ALIASES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def aliases_of(kb, entity: str) -> list[str]:
-    """The KB's aliases of `entity` (别称, 通用名, 商品名, derived generic names), as written in the KB."""
-    linker = kb.linker
-    reverse = _ALIASES.get(linker)
-    if reverse is None:
-        reverse = {}
-        for surface, targets in linker.by_alias.items():
-            for target, _ in targets:
-                reverse.setdefault(target, []).append(surface)
-        _ALIASES[linker] = reverse
-    return reverse.get(entity, [])
-
-
-def names_entity(kb, text: str, entities) -> bool:
-    """True when `text` is a KB name or alias of one of `entities` (never by a fuzzy guess)."""
-    if kb is None:
-        return text in entities
-    return any(link.entity in entities and link.method.split(":")[0] in SAME_ENTITY_METHODS + ("alias",)
-               for link in kb.link(text, k=50))
-
-
-# --- spans --------------------------------------------------------------------------------------
-def _find_all(text: str, needle: str):
-    start = text.find(needle)
-    while start >= 0:
-        yield start
-        start = text.find(needle, start + 1)
-
-
-def _spans(sentence: str, idx: _Index, one_char_anywhere: bool = False, question: str = "") -> list[_Span]:
-    """Longest-first, non-overlapping: values, entity names (KB names and aliases), predicate names; with
-    `question`, also the question's words the sentence repeats (kind "surface", the last resort)."""
-    cands: list[tuple[str, str]] = [(v, "value") for v in idx.values]
-    cands += [(n, "name") for n in idx.names]
-    cands += [(p, "predicate") for p in idx.predicates]
-    cands += [(q, "surface") for q in _shared_substrings(sentence, question)]
-    taken = [False] * len(sentence)
-    out: list[_Span] = []
-    order = {"value": 0, "name": 1, "predicate": 2, "surface": 3}
-    for text, kind in sorted(set(cands), key=lambda c: (c[1] == "surface", -len(c[0]), order[c[1]], c[0])):
-        for s in _find_all(sentence, text):
-            e = s + len(text)
-            if any(taken[s:e]):
-                continue
-            if kind == "value" and len(text) == 1 and not one_char_anywhere:
-                before = sentence[s - 1] if s else ""
-                after = sentence[e] if e < len(sentence) else ""
-                if before not in _ONE_CHAR_BEFORE or after not in _ONE_CHAR_AFTER:
-                    continue
-            taken[s:e] = [True] * (e - s)
-            out.append(_Span(s, e, kind, text))
-    return sorted(out, key=lambda sp: sp.start)
-
-
-def _shared_substrings(sentence: str, question: str, min_len: int = 2) -> list[str]:
-    """Maximal substrings (>= min_len) of `sentence` that the question also contains."""
-    out, i = [], 0
-    while question and i < len(sentence):
-        j = i + min_len
-        while j <= len(sentence) and sentence[i:j] in question:
-            j += 1
-        if j - 1 - i >= min_len:
-            out.append(sentence[i:j - 1])
-            i = j - 1
-        else:
-            i += 1
-    return out
-
-
-def split_sentences(body: str, knowledge: dict | None = None) -> list[str]:
-    """Sentences of an answer body, never cutting inside a knowledge value (values can hold 。)."""
-    protected = [False] * len(body)
-    for v in sorted({clean_value(f.value) for f in knowledge_facts(knowledge or {})}, key=len, reverse=True):
-        if len(v) > 1 and any(ch in v for ch in SENTENCE_END):
-            for s in _find_all(body, v):
-                protected[s:s + len(v)] = [True] * len(v)
-    out, cur = [], ""
-    for i, ch in enumerate(body):
-        cur += ch
-        if ch in SENTENCE_END and not protected[i]:
-            if cur.strip():
-                out.append(cur.strip())
-            cur = ""
-    if cur.strip():
-        out.append(cur.strip())
-    return out
-
-
 # --- the check ----------------------------------------------------------------------------------
 def check_sentence(sentence: str, knowledge: dict, question: str = "", kb=None) -> SentenceCheck:
     """Keep `sentence` only if every term it relates to the entity is a value or name of `knowledge`.
@@ -347,21 +84,21 @@ def check_sentence(sentence: str, knowledge: dict, question: str = "", kb=None) 
     supports a claim. `kb` (a KnowledgeBase) recognises the entity's aliases and KB names in the text;
     without it only the knowledge's own strings are recognised.
     """
-    idx = _index(knowledge, kb)
+    idx = index_knowledge(knowledge, kb)
     return _check(sentence, idx, question, kb)
 
 
-def _check(sentence: str, idx: _Index, question: str, kb) -> SentenceCheck:
+def _check(sentence: str, idx: KnowledgeIndex, question: str, kb) -> SentenceCheck:
     text = sentence.strip()
     if is_connective(text):
         return SentenceCheck(text)
-    spans = _spans(text, idx)
+    spans = find_spans(text, idx)
     as_values = tuple(sp.text for k, sp in enumerate(spans) if sp.kind == "predicate" and _in_list(text, spans, k))
     framed = spans if not as_values and _framed(text, spans, idx) else None
     if framed is None and not as_values:
         # second reading: one-character values anywhere (旋花根以根入药), and the question's own words where
         # a frame says what the user wrote ("您问的“{surface}”..."): only a whole-frame match accepts them
-        relaxed = _spans(text, idx, one_char_anywhere=True, question=question)
+        relaxed = find_spans(text, idx, one_char_anywhere=True, question=question)
         framed = relaxed if _framed(text, relaxed, idx) else None
     if framed is not None:
         facts = _facts(framed, idx)
@@ -382,7 +119,7 @@ def _check(sentence: str, idx: _Index, question: str, kb) -> SentenceCheck:
                          stated_values=stated, verbatim_values=verbatim, predicates_as_values=as_values)
 
 
-def _facts(spans: list[_Span], idx: _Index) -> tuple[Fact, ...]:
+def _facts(spans: list[Span], idx: KnowledgeIndex) -> tuple[Fact, ...]:
     facts: list[Fact] = []
     for sp in spans:
         if sp.kind == "value":
@@ -390,7 +127,7 @@ def _facts(spans: list[_Span], idx: _Index) -> tuple[Fact, ...]:
     return tuple(facts)
 
 
-def _framed(text: str, spans: list[_Span], idx: _Index) -> bool:
+def _framed(text: str, spans: list[Span], idx: KnowledgeIndex) -> bool:
     """Some trained frame reads the sentence, and a per-attribute frame only over that attribute's knowledge
     ("X含有{vals}" states 成份: over 不良反应 values it would be a new claim)."""
     if _doubled(text, spans):
@@ -400,7 +137,7 @@ def _framed(text: str, spans: list[_Span], idx: _Index) -> bool:
                for p, attr in frame_patterns())
 
 
-def _doubled(text: str, spans: list[_Span]) -> bool:
+def _doubled(text: str, spans: list[Span]) -> bool:
     """A value whose first character the connective text right before it repeats (有有特殊的香气): the model
     wrote the start of the value twice, so what it states is not the value."""
     ends = {sp.end for sp in spans}
@@ -408,7 +145,7 @@ def _doubled(text: str, spans: list[_Span]) -> bool:
                for sp in spans)
 
 
-def _skeleton(text: str, spans: list[_Span]) -> str:
+def _skeleton(text: str, spans: list[Span]) -> str:
     """The sentence with each run of values (joined by list glue, maybe ending in 等) as \x01 and each
     entity name as \x02; predicate names stay text (frames write attribute names literally)."""
     out, pos, k = [], 0, 0
@@ -442,14 +179,14 @@ def _glue(between: str) -> bool:
     return bool(between) and set(between) <= set("、；;，,和及与或 ")
 
 
-def _frame_match(pattern: re.Pattern, skeleton: str, idx: _Index) -> bool:
+def _frame_match(pattern: re.Pattern, skeleton: str, idx: KnowledgeIndex) -> bool:
     m = pattern.fullmatch(skeleton)
     if not m or "pred" not in m.groupdict():
         return bool(m)
     return all(p in idx.predicates for p in m.group("pred").split("和"))  # a premise verdict names several
 
 
-def _in_list(text: str, spans: list[_Span], k: int) -> bool:
+def _in_list(text: str, spans: list[Span], k: int) -> bool:
     """A predicate name written as a list item: a list separator right before or after it (a frame writes a
     predicate name only as a header, "X的药物治疗包括…", never between 、)."""
     sp = spans[k]
@@ -458,7 +195,7 @@ def _in_list(text: str, spans: list[_Span], k: int) -> bool:
     return before in _LIST_SEP or after in _LIST_SEP
 
 
-def _reason(terms: list[str], as_values, idx: _Index, question: str, kb) -> str:
+def _reason(terms: list[str], as_values, idx: KnowledgeIndex, question: str, kb) -> str:
     from ktune.kb.linker import normalize
 
     if as_values:
@@ -511,7 +248,7 @@ class Checker:
     (its longest verified clause) can only grow as the sentence does."""
 
     def __init__(self, knowledge: dict, question: str = "", kb=None):
-        self.idx = _index(knowledge, kb)
+        self.idx = index_knowledge(knowledge, kb)
         self.question = question
         self.kb = kb
 
@@ -528,7 +265,7 @@ class Checker:
         check = _check(head + HEAD_END, self.idx, self.question, self.kb)
         if not check.ok or not check.facts:
             return None
-        values = [sp.text for sp in _spans(check.sentence, self.idx) if sp.kind == "value"]
+        values = [sp.text for sp in find_spans(check.sentence, self.idx) if sp.kind == "value"]
         return check if len(values) == len(set(values)) else None
 
     def head(self, sentence: str) -> SentenceCheck | None:

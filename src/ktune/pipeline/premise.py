@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ktune.data.answers import clean_value
 from ktune.kb.linker import normalize
-from ktune.pipeline.claims import SAME_ENTITY_METHODS, Fact, aliases_of, knowledge_facts
+from ktune.pipeline.claim_spans import SAME_ENTITY_METHODS, Fact, aliases_of, knowledge_facts
 
 _END = r"(?:吗|(?<![什怎那这多])么|嘛|不|没有)$"
 _MODAL = r"(?:可以|可|能够|能|能不能|可不可以|是否可以|是否能|是否|会不会|会|也)?"
