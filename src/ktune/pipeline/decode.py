@@ -201,34 +201,53 @@ class Decoder(GreedyDecoder):
                     else:
                         pending[r].append((tokens[r], hidden[r]))
                         stats.drafted += 1
-            if any(live[r] and pending[r] and (len(accepted[i]) + len(pending[r]) >= max_new_tokens
-                                               or pending[r][-1][0] in self.end_ids
-                                               or len(pending[r]) >= VERIFY_EVERY) for r, i in enumerate(todo)):
+            if any(live[r] and self._verify_due(pending[r], len(accepted[i]), max_new_tokens)
+                   for r, i in enumerate(todo)):
                 cut = self._verify(todo, pending, accepted, live, stats, streamer, feed)
                 if cut:
                     if not self._crop(cache, cut):
                         return  # rows with a replaced draft restart in the next round
                     mask, last_pos = mask[:, :-cut], last_pos - cut
-                    for r, i in enumerate(todo):
-                        fed[r] = fed[r][:len(fed[r]) - cut]
-                        if live[r]:  # verified tokens the cut removed from the cache, then the next one
-                            feed[r] = accepted[i][base[r] + len(fed[r]):]
+                    self._rewind(cut, todo, base, accepted, live, fed, feed)
                 if stats.rejected > MAX_REJECTED_PER_ROW * n and not whole:
                     recorder.head, whole, stats.whole_head = self._full_head(), True, True
             for r, i in enumerate(todo):
                 live[r] = live[r] and not self._finished(accepted[i], max_new_tokens)
             if not any(live):
                 return
-            step = []
-            for r in range(n):
-                step.append(feed[r].pop(0) if live[r] else self.pad_id)
-                drafting[r] = live[r] and not feed[r]
-                fed[r].append(step[-1])
+            step = self._next_step(live, feed, fed, drafting)
             mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
             last_pos = last_pos + 1
             kwargs = {"attention_mask": mask if padded else None, "position_ids": last_pos, "use_cache": True,
                       cache_key: cache}
             out = lm(input_ids=torch.tensor(step, device=mask.device)[:, None], logits_to_keep=1, **kwargs)
+
+    def _verify_due(self, pending: list, n_accepted: int, max_new_tokens: int) -> bool:
+        """A row's pending drafts are verified now: they reach max_new_tokens, end with an end token, or number
+        VERIFY_EVERY."""
+        return bool(pending) and (n_accepted + len(pending) >= max_new_tokens or pending[-1][0] in self.end_ids
+                                  or len(pending) >= VERIFY_EVERY)
+
+    @staticmethod
+    def _rewind(cut: int, todo, base: list[int], accepted, live: list[bool], fed: list[list[int]],
+                feed: list[list[int]]) -> None:
+        """After the last `cut` positions left the KV cache: each row's fed tokens lose them, and a live row feeds
+        again the verified tokens the cut removed from the cache, then the next one."""
+        for r, i in enumerate(todo):
+            fed[r] = fed[r][:len(fed[r]) - cut]
+            if live[r]:
+                feed[r] = accepted[i][base[r] + len(fed[r]):]
+
+    def _next_step(self, live: list[bool], feed: list[list[int]], fed: list[list[int]],
+                   drafting: list[bool]) -> list[int]:
+        """The token each row feeds in the next forward (padding for finished rows), taken from its `feed`; a row
+        whose `feed` is then empty drafts from that forward's output."""
+        step = []
+        for r in range(len(live)):
+            step.append(feed[r].pop(0) if live[r] else self.pad_id)
+            drafting[r] = live[r] and not feed[r]
+            fed[r].append(step[-1])
+        return step
 
     def _verify(self, todo, pending, accepted, live, stats: DraftStats, streamer, feed) -> int:
         """Check every live row's pending drafts with the whole head in one product; accept each row's drafts
