@@ -67,6 +67,9 @@ class PipelineConfig:
     # a question asking two things ("X有什么症状，怎么治？"): each clause that is a question adds the attribute the
     # model writes for it (same entity); stage 2 gathers every part the KB can answer (ktune.pipeline.parts)
     multi_part: bool = True
+    # a field the question names in the KB's own words ("哮喘 并发症") is the attribute asked, when the model wrote
+    # one of another intent (ktune.pipeline.stated)
+    stated_attribute: bool = True
     # the claim check (ktune.pipeline.claims): answer sentences that state anything the knowledge does not are
     # dropped, premise questions ("X可以治疗Y吗") are decided from the KB; False = the model's text as written
     claim_check: bool = True

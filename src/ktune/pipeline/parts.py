@@ -28,6 +28,11 @@ def question_parts(question: str) -> list[str]:
     return parts[:MAX_PARTS] if len(parts) >= 2 else []
 
 
+def is_fragment(question: str) -> bool:
+    """A search-box fragment ("哮喘 并发症", "宝宝用量"): no question word, no question mark."""
+    return not QUESTION_WORD.search(question.strip()) and not any(ch in question for ch in "？?")
+
+
 def asked_parts(stage, questions: list[str], queries: list) -> list:
     """`queries` with `also` set to the further attributes of multi-part questions (see the module doc)."""
     todo = [(i, part) for i, q in enumerate(queries) if q.linked_entity is not None and q.attribute is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from rapidfuzz import process as fuzz_process
 
@@ -10,8 +11,9 @@ from ktune.kb.linker import Link, normalize
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Beam, Decoder
 from ktune.pipeline.mentions import MentionRules
-from ktune.pipeline.parts import asked_parts
+from ktune.pipeline.parts import asked_parts, is_fragment
 from ktune.pipeline.query_types import OTHER_KIND, RULE_LINKS, Query, is_evidence, is_sure
+from ktune.pipeline.stated import stated_attribute
 from ktune.pipeline.trie import QueryGrammar
 from ktune.query_vocab import SubsetHead, output_embeddings_owner, query_token_ids
 
@@ -75,11 +77,23 @@ class QueryStage(MentionRules):
         if self.config.mention_fallback:
             queries = self.named_entity_fallback(questions, queries)
             queries = [self.framed_mention(q, query) for q, query in zip(questions, queries, strict=True)]
+        if self.config.stated_attribute:
+            queries = [self.stated(q, query) for q, query in zip(questions, queries, strict=True)]
         if self.config.entry_rules:
             queries = [self.answering_entry(q, query) for q, query in zip(questions, queries, strict=True)]
         if self.config.multi_part:
             queries = asked_parts(self, questions, queries)
         return queries
+
+    def stated(self, question: str, query: Query) -> Query:
+        """The attribute a search-box fragment names in the KB's words ("哮喘 并发症"), over a model attribute of
+        another intent. Sentences are left to the model: their context names fields too (这几天症状反复, 不治疗会
+        引起什么病), which a word match cannot tell from the field asked."""
+        if query.linked_entity is None or query.attribute is None or not is_fragment(question):
+            return query
+        kind = self.kb.kind(query.linked_entity) or "other"
+        attr = stated_attribute(question, (query.entity, query.linked_entity), kind, query.attribute, self.kb.schema)
+        return query if attr is None else replace(query, attribute=attr)
 
     def free_attributes(self, questions: list[str], entities: list[str]) -> list[tuple[str | None, str]]:
         """The attribute the model writes after a given `entity|`, decoded freely: it says what the question
