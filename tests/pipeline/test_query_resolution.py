@@ -263,3 +263,33 @@ def test_a_name_followed_by_the_askeds_cue_word_is_that_name_with_the_attribute_
     assert (q.linked_entity, q.attribute, q.raw) == ("脑梗", "临床表现", "脑梗|临床表现")
     # content after the name is no cue: a term the KB lacks stays refused
     assert entries.framed_mention("脑梗塞指数高吗", Query("脑梗塞指数", "病因", None)).linked_entity is None
+
+
+def test_a_product_with_the_asked_field_itself_answers_before_this_ones_fallback_field(tmp_path):
+    from tests.conftest import kb_from_records
+
+    kb = kb_from_records(tmp_path, [
+        {"中心词": "布洛芬片", "通用名": ["布洛芬"], "注意事项": ["饭后服用"]},
+        {"中心词": "布洛芬颗粒", "通用名": ["布洛芬"], "禁忌": ["对本品过敏者禁用"]},
+    ])
+    stage = QueryStage(None, kb, PromptFormat(), PipelineConfig())
+    q = stage.answering_entry("布洛芬有哪些禁忌", Query("布洛芬片", "禁忌", "布洛芬片", 1.0, "exact"))
+    assert q.linked_entity == "布洛芬颗粒" and q.link_method == "exact+generic"
+    # asked of the product itself, its own 注意事项 (the intent's fallback) answers: kept
+    named = Query("布洛芬片", "禁忌", "布洛芬片", 1.0, "exact")
+    assert stage.answering_entry("布洛芬片有哪些禁忌", named) == named
+    kb.close()
+
+
+@pytest.mark.parametrize(
+    "question,span,attribute,entity",
+    [
+        ("我妈去年脑梗过一次，怎么预防脑梗再次发作", "脑梗过", "预防", "脑梗"),  # a verb glued to the name
+        ("孕妇可吃阿莫西林片吗", "孕妇可吃阿莫西林片", "适应症", "阿莫西林片"),
+        ("肺炎阳性要紧吗", "肺炎阳性", "病因", "肺炎"),  # a test result names the condition tested for
+        ("乳腺结节吃了会怎样", "乳腺结节吃了", "病因", None),  # still content (乳腺) next to the name: refused
+    ],
+)
+def test_verbs_and_test_results_glued_to_a_kb_name_only_frame_it(entries, question, span, attribute, entity):
+    q = entries.framed_mention(question, Query(span, attribute, None, raw=f"{span}|{attribute}"))
+    assert (q.linked_entity, q.attribute if entity else attribute) == (entity, attribute)

@@ -22,6 +22,10 @@ POPULATION_WINDOW = 6  # characters before a name searched for a population word
 # What a generated entity may carry after the name as the question's own cue for the attribute (心梗前兆 ->
 # 心梗 with the model's 临床表现, 脑梗后遗症 -> 脑梗 with 并发症): the asked field, not a different condition.
 _CUE_SUFFIXES = ("前兆", "后遗症", "早期症状", "早期表现", "症状", "表现")
+# What else a model glues to a name in its query, besides frame words (ktune.kb.variants.frame_only): a test result
+# names the condition tested for (幽门螺旋杆菌阳性), verbs and particles of the sentence (脑梗过, 孕妇可吃吗丁啉).
+_GLUE_WORDS = ("阳性", "阴性")
+_GLUE_CHARS = set("过了用吃喝服可能会要得患有")
 _FRAME_CHARS = set("有得患了的是长犯为出查个种说和与或及跟吃用喝打治看会能要该怎咋吗呢啊吧呀么好老总还又也就都很太挂")
 
 
@@ -38,6 +42,13 @@ def standalone(norm: str, start: int, end: int) -> bool:
     neighbours = (left[-1][0] if left else None, right[0][0] if right else None)
     return not any(w is not None and len(w) == 1 and "\u4e00" <= w <= "\u9fff" and w not in _FRAME_CHARS
                    for w in neighbours)
+
+
+def _framing(text: str) -> bool:
+    """`text`, next to a name in a generated entity, only frames it (see _GLUE_WORDS): no content of its own."""
+    for word in _GLUE_WORDS:
+        text = text.replace(word, "")
+    return frame_only("".join(ch for ch in text if ch not in _GLUE_CHARS))
 
 
 def _subsequence(short: str, long: str) -> bool:
@@ -74,15 +85,17 @@ class MentionRules:
                 if own and own != entity and self.kb.kind(own) == kind and self._answers(own, attr):
                     return self._moved(query, own, "population")
                 break
-        if self._answers(entity, attr):
-            return query
-        for other, how in self.kb.linker.equivalents(entity):
-            if self.kb.kind(other) == kind and self._answers(other, attr):
-                return self._moved(query, other, f"equivalent:{how}")
+        # the asked field itself first, in this entry or one that is the same (布洛芬有哪些禁忌: the product with 禁忌
+        # over 布洛芬片's 注意事项), then the asked intent's other fields (ktune.kb.schema fallback), in the same order
+        others = [(o, f"equivalent:{how}") for o, how in self.kb.linker.equivalents(entity) if self.kb.kind(o) == kind]
         if entity not in norm:  # the question names only the generic name: any product of it is what was asked
-            for other in self._products_named(norm, entity):
-                if self._answers(other, attr):
-                    return self._moved(query, other, "generic")
+            others += [(o, "generic") for o in self._products_named(norm, entity)]
+        for exact in (True, False):
+            if self._answers(entity, attr, exact):
+                return query
+            for other, how in others:
+                if self._answers(other, attr, exact):
+                    return self._moved(query, other, how)
         return query
 
     def _products_named(self, norm: str, entity: str) -> list[str]:
@@ -95,9 +108,11 @@ class MentionRules:
                 return [lk.entity for lk in self.kb.link(surface, k=len(products)) if lk.entity != entity]
         return []
 
-    def _answers(self, entity: str, attribute: str) -> bool:
+    def _answers(self, entity: str, attribute: str, exact: bool = False) -> bool:
+        """`entity` has facts for `attribute` (exact: under that attribute itself, not its intent's fallbacks)."""
         try:
-            return bool(self.kb.acquire_knowledge(entity, attribute, fallback=self.config.attribute_fallback))
+            fallback = self.config.attribute_fallback and not exact
+            return bool(self.kb.acquire_knowledge(entity, attribute, fallback=fallback))
         except UnknownAttributeError:
             return False
 
@@ -135,7 +150,7 @@ class MentionRules:
         span, norm = normalize(query.entity), normalize(question)
         hits = []
         for start, end, surface in self.kb.linker.find_mentions(span):
-            if not (frame_only(span[:start]) and (frame_only(span[end:]) or span[end:] in _CUE_SUFFIXES)):
+            if not (_framing(span[:start]) and (_framing(span[end:]) or span[end:] in _CUE_SUFFIXES)):
                 continue
             # the name, or the whole framed span as generated (左 + 肾结石 + 0.6cm), is a word of its own
             if not any((at := norm.find(text)) >= 0 and standalone(norm, at, at + len(text)) for text in (surface, span)):
