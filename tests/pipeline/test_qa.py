@@ -171,6 +171,14 @@ def test_rerank_accepts_a_homophone_typo_as_agreement(qa):
     assert (chosen.linked_entity, chosen.attribute) == ("偏头痛", "就诊科室")
 
 
+def test_rerank_refuses_when_the_free_entity_only_sounds_like_a_kb_name_that_no_candidate_agrees_with(qa):
+    # 舌炎 reads like no KB condition but the pinyin tier offers some name: a candidate that neither is that name
+    # nor appears in the question is another entry, not what was asked
+    free = Query("偏头通", "就诊科室", "偏头痛", 0.8, "pinyin", raw="偏头通|就诊科室")
+    chosen = qa.query_stage.rerank("偏头通挂什么科", free, [_beam(qa, "高血压", "就诊科室")])
+    assert chosen.linked_entity is None and chosen.entity == "偏头通"
+
+
 def test_answer_rows_are_generated_in_groups_of_similar_length_with_the_answers_of_one_batch():
     from ktune.pipeline.answer import length_groups
 

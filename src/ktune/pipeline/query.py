@@ -218,9 +218,9 @@ class QueryStage(MentionRules):
         """Best constrained candidate after adding agreement with the free output, the linker and the question.
 
         Guard against forcing a KB key onto a question about something the KB lacks: when the free output
-        named an entity the linker cannot find, or finds only by a fuzzy guess, and no candidate agrees with it
-        (a sure or homophone link) or appears in the question, the free query is kept without a KB entity
-        (stage 2 then refuses: entity not in the KB).
+        named an entity the linker cannot find, or finds only by a fuzzy guess or by sound (舌炎 -> 哑门), and no
+        candidate agrees with it (a sure or homophone link) or appears in the question, the free query is kept
+        without a KB entity (stage 2 then refuses: entity not in the KB).
         """
         link_scores = {}
         if free.entity:
@@ -237,6 +237,6 @@ class QueryStage(MentionRules):
                 score += W_LINK * link + W_MENTION * mention + W_ATTR * (q.attribute == free.attribute)
             if score > best_score:
                 best, best_score, best_agrees = q, score, agrees
-        if best is None or (free.entity and not is_evidence(free.link_method) and not best_agrees):
+        if best is None or (free.entity and not is_sure(free.link_method) and not best_agrees):
             return free if free.linked_entity is None else Query(free.entity, free.attribute, None, raw=free.raw)
         return best
