@@ -153,30 +153,22 @@ class Generator:
         if len(knowledge_json(knowledge)) > self.config.max_knowledge_chars:
             self.too_long += 1
             return None
-        got = self._question(
-            attribute,
-            kind,
-            heldout,
-            rng,
-            lambda: self.surfaces.choose(entity, self.config.alias_share, rng, self.config.typo_share,
-                                         self.config.modifier_share)[0],
-        )
+        got = self._entity_question(entity, attribute, kind, heldout, rng)
         if got is None:
             return None
         question, tid, surface = got
         answer = self.writer.answer(entity, attribute, kind, surface, knowledge, rng)
         return DatasetRecord("", question, entity, attribute, knowledge, answer, "in_kb", split, tid, surface, kind)
 
+    def _entity_question(self, entity: str, attribute: str, kind: str, heldout: bool | None, rng):
+        """(question, template id, surface) asking `attribute` of `entity` by one of its surface forms, or None."""
+        cfg = self.config
+        return self._question(attribute, kind, heldout, rng, lambda: self.surfaces.choose(
+            entity, cfg.alias_share, rng, cfg.typo_share, cfg.modifier_share)[0])
+
     def lacking(self, split: str, entity: str, attribute: str, heldout: bool | None, rng) -> DatasetRecord | None:
         kind = self.pools.kinds[entity]
-        got = self._question(
-            attribute,
-            kind,
-            heldout,
-            rng,
-            lambda: self.surfaces.choose(entity, self.config.alias_share, rng, self.config.typo_share,
-                                         self.config.modifier_share)[0],
-        )
+        got = self._entity_question(entity, attribute, kind, heldout, rng)
         if got is None:
             return None
         question, tid, surface = got

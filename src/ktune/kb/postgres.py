@@ -19,7 +19,7 @@ from psycopg import errors as pg_errors
 
 from ktune.errors import KBError
 from ktune.kb.migrations import POSTGRES_MIGRATIONS
-from ktune.kb.store import EMPTY_VERSION, READ_ONLY_FIX, SnapshotReads, _now, redact
+from ktune.kb.store import EMPTY_VERSION, SnapshotReads, _now, redact
 
 LOCK_KEY = 0x6B74756E  # "ktun": advisory lock serialising writers and migrations within one database
 _KB_TABLES = {"meta", "entities", "facts", "aliases"}
@@ -146,16 +146,10 @@ class PostgresStore(SnapshotReads):
                     self.conn.execute(stmt)
                 self.conn.execute("INSERT INTO migrations VALUES(%s, %s)", (name, _now()))
 
-    def applied_migrations(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT name FROM migrations ORDER BY name")]
-
     @contextmanager
     def transaction(self):
         """All-or-nothing: on any exception (or a dropped connection) the KB is left as it was."""
-        if self.read_only:
-            raise KBError(f"{self.path} is opened read-only; {READ_ONLY_FIX}")
-        if self.in_snapshot:
-            raise KBError(f"{self.path}: a write inside a read snapshot; end the snapshot first")
+        self._check_writable()
         if self._writing:
             raise KBError(f"{self.path}: a write transaction is already open on this store; nest no transactions")
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ktune.errors import KBError
 from ktune.kb.migrations import SQLITE_MIGRATIONS
-from ktune.kb.store import EMPTY_VERSION, READ_ONLY_FIX, SnapshotReads, _now
+from ktune.kb.store import EMPTY_VERSION, SnapshotReads, _now
 
 _NOT_A_KB_FIX = "pass a KB file made by `ktune kb import`, or a new path to create one"
 
@@ -89,16 +89,10 @@ class SQLiteStore(SnapshotReads):
                     c.execute(stmt)
                 c.execute("INSERT INTO migrations VALUES(?, ?)", (name, _now()))
 
-    def applied_migrations(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT name FROM migrations ORDER BY name")]
-
     @contextmanager
     def transaction(self):
         """All-or-nothing: on any exception (or a killed process) the KB is left as it was."""
-        if self.read_only:
-            raise KBError(f"{self.path} is opened read-only; {READ_ONLY_FIX}")
-        if self.in_snapshot:
-            raise KBError(f"{self.path}: a write inside a read snapshot; end the snapshot first")
+        self._check_writable()
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:

@@ -67,6 +67,8 @@ class SnapshotReads:
     Reader connections are pooled: a thread takes one for the length of its snapshot and gives it back."""
 
     _conn = None  # the main connection (set by the backend)
+    read_only = False
+    path = ""
 
     def _init_snapshots(self) -> None:
         self._local = threading.local()
@@ -108,6 +110,16 @@ class SnapshotReads:
                     conn = None
             if conn is not None:
                 conn.close()
+
+    def _check_writable(self) -> None:
+        """A write transaction may start: the store is not read-only and this thread is in no read snapshot."""
+        if self.read_only:
+            raise KBError(f"{self.path} is opened read-only; {READ_ONLY_FIX}")
+        if self.in_snapshot:
+            raise KBError(f"{self.path}: a write inside a read snapshot; end the snapshot first")
+
+    def applied_migrations(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM migrations ORDER BY name")]
 
     def _close_readers(self) -> None:
         with self._idle_lock:
