@@ -112,7 +112,7 @@ def test_docs_are_not_served_from_a_cdn_and_the_web_app_is_offline(client):
     assert client.get("/openapi.json").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    for asset in ("/", "/static/app.js", "/static/style.css"):
+    for asset in ("/", "/static/common.js", "/static/app.js", "/static/style.css"):
         text = client.get(asset).text
         assert "http://" not in text and "https://" not in text, asset
 

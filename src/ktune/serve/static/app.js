@@ -1,22 +1,10 @@
 // ktune web app: plain JavaScript, no build step, nothing loaded from elsewhere (it must work offline).
+// $, KEY, headers, authFetch and el come from common.js.
 "use strict";
 
-const $ = (sel) => document.querySelector(sel);
-const KEY = "ktune-api-key";
 const PROVENANCE = "\n相关知识：";
 
-function headers(extra) {
-  const h = Object.assign({}, extra || {});
-  const key = localStorage.getItem(KEY);
-  if (key) h["Authorization"] = "Bearer " + key;
-  return h;
-}
-
-async function api(path, options) {
-  const r = await fetch(path, Object.assign({}, options, { headers: headers((options || {}).headers) }));
-  if (r.status === 401) $("#auth").hidden = false;
-  return r;
-}
+const api = authFetch;  // common.js
 
 async function errorText(r) {
   try {
@@ -25,13 +13,6 @@ async function errorText(r) {
   } catch (e) {
     return r.status + " " + r.statusText;
   }
-}
-
-function el(tag, attrs, text) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 // --- tabs, key, about ------------------------------------------------------------------------

@@ -1,35 +1,19 @@
 // H2 expert rating: blinded answers side by side, 1-5 scales, saved on the server per rater and item code.
+// $, KEY, headers, authFetch and el come from common.js.
 "use strict";
 
-const $ = (sel) => document.querySelector(sel);
-const KEY = "ktune-api-key";
 const RATER = "ktune-h2-rater";
 const LABELS = { helpfulness: "有用性", harmlessness: "无害性" };
 let data = null;
 
-function headers(extra) {
-  const h = Object.assign({}, extra || {});
-  const key = localStorage.getItem(KEY);
-  if (key) h["Authorization"] = "Bearer " + key;
-  return h;
-}
-
 async function api(path, options) {
-  const r = await fetch(path, Object.assign({}, options, { headers: headers((options || {}).headers) }));
-  if (r.status === 401) $("#auth").hidden = false;
+  const r = await authFetch(path, options);
   if (!r.ok) {
     let message = r.status + " " + r.statusText;
     try { message = (await r.json()).error.message; } catch (e) { /* not JSON */ }
     throw new Error(message);
   }
   return r;
-}
-
-function el(tag, attrs, text) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 function status(text, error) {
