@@ -7,6 +7,7 @@ from ktune.eval.metrics import (
     cohen_kappa,
     fmt_prop,
     knowledge_recall,
+    knowledge_recall_listed,
     krippendorff_alpha,
     proportion,
     refusal_scores,
@@ -61,6 +62,16 @@ def test_knowledge_recall_is_the_share_of_values_stated():
     know = {"急性中耳炎": {"药物治疗": ["阿莫西林", "头孢菌素", "镇痛药", "阿莫西林"]}}
     assert knowledge_recall("可以用阿莫西林或头孢菌素。", know) == pytest.approx(2 / 3)
     assert knowledge_recall("任何回答", {}) is None
+
+
+def test_listed_recall_counts_a_long_field_complete_once_the_cap_of_its_values_is_stated():
+    drugs = [f"药{i}号" for i in range(1, 31)]
+    know = {"结肠炎": {"相关药物": drugs}, "肠炎": {"病因": ["感染", "饮食"]}}
+    listing = "、".join(drugs[:10]) + "等，共30项。病因有感染。"
+    assert knowledge_recall(listing, know) == pytest.approx(11 / 32)  # every value counts
+    assert knowledge_recall_listed(listing, know, 10) == pytest.approx(11 / 12)  # 10 of a capped 10, 1 of 2
+    assert knowledge_recall_listed("、".join(drugs[:5]), know, 10) == pytest.approx(5 / 12)
+    assert knowledge_recall_listed("任何回答", {}, 10) is None
 
 
 def test_unsupported_claims_are_kb_names_outside_the_knowledge_used():

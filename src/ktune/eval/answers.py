@@ -9,9 +9,17 @@ import time
 from pathlib import Path
 
 from ktune.eval.items import TestItem, load_test_items
-from ktune.eval.metrics import answer_grounding, bootstrap_mean, knowledge_recall, proportion, proportion_of
+from ktune.eval.metrics import (
+    answer_grounding,
+    bootstrap_mean,
+    knowledge_recall,
+    knowledge_recall_listed,
+    proportion,
+    proportion_of,
+)
 from ktune.eval.retrieval import score_splits
 from ktune.eval.systems import Prediction
+from ktune.pipeline.answer import LIST_CAP
 from ktune.prompt import strip_provenance
 
 log = logging.getLogger(__name__)
@@ -64,6 +72,8 @@ def score_answer(item: TestItem, pred: Prediction, kb) -> dict:
         "refused": refused,
         "refusal_correct": refused == item.should_refuse,
         "knowledge_recall": None if item.should_refuse or refused else knowledge_recall(body, item.knowledge),
+        "knowledge_recall_listed": None if item.should_refuse or refused
+        else knowledge_recall_listed(body, item.knowledge, LIST_CAP),
         "knowledge_recall_retrieved": None if refused else knowledge_recall(body, pred.knowledge),
         "dropped_claims": pred.extra.get("dropped_claims") or [],
         "premise": pred.extra.get("premise"),
@@ -98,6 +108,9 @@ def aggregate_answers(rows: list[dict]) -> dict:
         "answered": len(answered),
         # a refusal on an answerable item states none of the knowledge: it counts as recall 0
         "knowledge_recall": bootstrap_mean([0.0 if v is None else v for v in recall]),
+        # the same, with a long field complete once LIST_CAP of its values are stated (the answer gives the count)
+        "knowledge_recall_listed": bootstrap_mean([r.get("knowledge_recall_listed") or 0.0
+                                                   for r in rows if not r["should_refuse"]]),
         **_claim_rates(answered),
         "dropped_claim_rate": proportion_of(bool(r.get("dropped_claims")) for r in answered),
         "refusal_correctness": proportion_of(r["refusal_correct"] for r in rows),

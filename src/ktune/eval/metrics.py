@@ -84,6 +84,21 @@ def knowledge_recall(answer: str, knowledge: dict) -> float | None:
     return sum(1 for v in values if _norm(v) in body) / len(values)
 
 
+def knowledge_recall_listed(answer: str, knowledge: dict, cap: int) -> float | None:
+    """Recall as an answer that lists at most `cap` values per field can have it: a field with more values counts
+    as complete when `cap` of them are stated (the answer then gives the count and the provenance line has
+    them all, as ktune's listings do), so summarising a 96-drug list is not read as missing 86 facts."""
+    body, stated, wanted = _norm(answer), 0, 0
+    for preds in (knowledge or {}).values():
+        for values in preds.values():
+            values = list(dict.fromkeys(v.strip() for v in values if v and v.strip()))
+            if values:
+                n = min(len(values), cap)
+                wanted += n
+                stated += min(n, sum(1 for v in values if _norm(v) in body))
+    return stated / wanted if wanted else None
+
+
 def unsupported_claims(answer: str, knowledge: dict, surfaces, names=()) -> list[str]:
     """KB surface forms an answer relates to the entity that the knowledge it used does not contain.
 

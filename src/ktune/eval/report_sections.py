@@ -19,7 +19,8 @@ def answers_lines(a: dict) -> list[str]:
     if a.get("skipped"):
         return out + [f"Skipped: {a['skipped']}", ""]
     out += ["Knowledge recall: share of the gold entry's values the answer states (bootstrap 95% CI; a refusal on "
-            "an answerable item counts 0). Value fidelity: share of the values an answer states that are verbatim "
+            "an answerable item counts 0); lists capped: the same with a field of more than 10 values complete once 10 "
+            "are stated (a listing then gives the count and the provenance line has them all). Value fidelity: share of the values an answer states that are verbatim "
             "values of the knowledge (ktune.pipeline.claims reads the sentences). Unsupported-claim rate: answers "
             "relating a KB entity, drug or value to the entity that the knowledge used does not contain; a term "
             "only the question contains is not support (Wilson 95% CI; a hallucination proxy). Predicate as value: "
@@ -29,17 +30,18 @@ def answers_lines(a: dict) -> list[str]:
         rows = [(n, per[split]) for n, per in a.get("systems", {}).items() if split in per]
         if not rows:
             continue
-        out += [f"### {split}", "", "| system | knowledge recall | value fidelity | unsupported-claim rate | "
+        out += [f"### {split}", "", "| system | knowledge recall | recall, lists capped | value fidelity | unsupported-claim rate | "
                 "predicate as value | dropped | refusal correctness | refusal recall |",
-                "|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|"]
         for name, s in rows:
-            out.append(f"| {name} | {fmt_mean(s['knowledge_recall'])} | {fmt_prop(s['value_fidelity'])} | "
+            listed = fmt_mean(s["knowledge_recall_listed"]) if s.get("knowledge_recall_listed") else "–"
+            out.append(f"| {name} | {fmt_mean(s['knowledge_recall'])} | {listed} | {fmt_prop(s['value_fidelity'])} | "
                        f"{fmt_prop(s['unsupported_claim_rate'])} | {fmt_prop(s['predicate_as_value_rate'])} | "
                        f"{fmt_prop(s['dropped_claim_rate'])} | {fmt_prop(s['refusal_correctness'])} | "
                        f"{fmt_prop(s['refusal_recall'])} |")
             raw = s.get("without_claim_check")
             if raw:
-                out.append(f"| {name} (no check) | {fmt_mean(raw['knowledge_recall'])} | "
+                out.append(f"| {name} (no check) | {fmt_mean(raw['knowledge_recall'])} | – | "
                            f"{fmt_prop(raw['value_fidelity'])} | {fmt_prop(raw['unsupported_claim_rate'])} | "
                            f"{fmt_prop(raw['predicate_as_value_rate'])} | – | – | – |")
         out.append("")
