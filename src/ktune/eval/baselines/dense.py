@@ -59,6 +59,12 @@ class DenseRetriever:
         digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
         return self.cache / f"{MODEL_ID}-{self.kb.version[:16]}-{digest}.npy"
 
+    def entity_embeddings(self):
+        """(sorted entity names, their e5 passage embeddings as rows), computed once per KB version."""
+        if self._names is None:
+            self._load()
+        return self._names, self._matrix
+
     def _load(self) -> None:
         import numpy as np
 
