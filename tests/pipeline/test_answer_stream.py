@@ -73,12 +73,15 @@ def test_a_listing_streams_value_by_value_and_a_sentence_only_when_complete(mini
 
 def test_a_sentence_that_fails_after_verified_values_keeps_its_head(mini_kb):
     g = ground(BODIES[1], OTITIS, QUESTION, mini_kb)
-    assert g.text.split("\n")[0] == "急性中耳炎常用的药物有：阿莫西林。具体用药请遵医嘱或咨询药师。"
+    # the verified head, then the field no kept sentence states (相关药物), listed from the knowledge
+    assert g.text.split("\n")[0] == ("急性中耳炎常用的药物有：阿莫西林。具体用药请遵医嘱或咨询药师。"
+                                     "根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。")
     assert [d.sentence for d in g.dropped] == ["急性中耳炎常用的药物有：阿莫西林、头孢类抗生素。"]  # still recorded
     # a loop is cut before the first repeated value, a trailing qualification is not a fact
-    assert ground(BODIES[3], OTITIS, QUESTION, mini_kb).text.startswith("急性中耳炎常用的药物有：阿莫西林、头孢菌素。\n")
+    assert ground(BODIES[3], OTITIS, QUESTION, mini_kb).text.startswith(
+        "急性中耳炎常用的药物有：阿莫西林、头孢菌素。根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。\n")
     assert ground(BODIES[4], OTITIS, QUESTION, mini_kb).text.startswith(
-        "具体用药请遵医嘱或咨询药师。急性中耳炎常用的药物有：阿莫西林。\n")
+        "具体用药请遵医嘱或咨询药师。急性中耳炎常用的药物有：阿莫西林。根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。\n")
 
 
 def test_a_clause_is_verified_only_when_it_ends_before_a_separator_and_states_a_fact(mini_kb):
@@ -106,3 +109,12 @@ def test_without_the_claim_check_the_body_streams_as_written(mini_kb):
     stream = AnswerStream(OTITIS, QUESTION, mini_kb, claim_check=False)
     assert stream.update("相关") == ""  # may still become a provenance line
     assert stream.update("相关的药物有 ") == "相关的药物有"
+
+
+def test_a_field_no_kept_sentence_states_is_listed_after_the_answer_and_nothing_is_listed_twice(mini_kb):
+    one = ground("急性中耳炎常用的药物有：阿莫西林、头孢菌素、镇痛药。", OTITIS, QUESTION, mini_kb)
+    body = one.text.split("\n")[0]
+    assert body == "急性中耳炎常用的药物有：阿莫西林、头孢菌素、镇痛药。根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。"
+    assert [f.predicate for f in one.sentences[-1].facts] == ["相关药物"]  # the listing cites its facts
+    both = ground("急性中耳炎常用的药物有：阿莫西林、头孢菌素、镇痛药。相关药物有阿莫西林胶囊。", OTITIS, QUESTION, mini_kb)
+    assert both.text.split("\n")[0].count("阿莫西林胶囊") == 1  # stated by the model: not listed again

@@ -112,13 +112,16 @@ def ground(body: str, knowledge: dict, question: str = "", kb=None) -> GroundedA
     Sentences that state anything the knowledge does not are dropped (recorded in `dropped`); a dropped
     sentence whose start is verified (its head: "X的不良反应：恶心、呕吐" of "X的不良反应：恶心、呕吐、头晕目眩",
     see `claims.Checker`) keeps that head, closed with 。, so what a stream sent of it stays in the answer.
-    When no remaining sentence states a fact, a plain listing of the knowledge follows them.
+    A plain listing follows them of every field of the knowledge that no remaining sentence states (all of it
+    when none states a fact), so a field the model left out or a sentence the check dropped still reaches the
+    user, verbatim and cited.
     """
     check = check_answer(clean_body(body), knowledge, question, kb, heads=True)
     kept = list(check.kept)
-    if not any(c.facts for c in kept):
-        # appended, not prepended: a streamed answer has already sent the kept sentences
-        kept = kept + [check_sentence(s, knowledge, question, kb) for s in listing_sentences(knowledge)]
+    stated = {(f.entity, f.predicate) for c in kept for f in c.facts}
+    rest = {e: {p: v for p, v in preds.items() if (e, p) not in stated} for e, preds in knowledge.items()}
+    # appended, not prepended: a streamed answer has already sent the kept sentences
+    kept += [check_sentence(s, knowledge, question, kb) for s in listing_sentences(rest)]
     out = "".join(c.sentence for c in kept)
     return GroundedAnswer(f"{out}\n{provenance_line(knowledge)}", tuple(kept), check.dropped, raw=body)
 
