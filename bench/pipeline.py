@@ -12,6 +12,8 @@ Both share one loaded model, grammar and KB. For each path: stage-1 questions/s 
 answer tokens/s, peak RSS during the path's calls, retrieval accuracy against the split's gold queries, and how
 many queries and answer texts the two paths share. Single-question calls alternate old / new, so a change in the
 machine's load hits both. Other processes' CPU use over the run is printed with the numbers.
+--quantize int8: the paths are "fp32" (the defaults) and "int8" (the defaults on a second copy of the run whose
+decoder body is dynamic int8, ktune.pipeline.quantize) instead of old and new.
 --variants: stage-1 accuracy of every query mode on the human-style questions (tests/fixtures).
 --base-url URL --model NAME: a third path, "remote": the defaults with the openai backend (ktune.pipeline.backend)
 against a server serving the same run (e.g. llama.cpp with `ktune export --gguf`), its grammar field
@@ -211,6 +213,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", default="auto", help="torch threads: auto (physical cores) or N")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--quantize", choices=("none", "int8"), default="none",
+                   help="int8: compare the fp32 defaults with the int8-quantized model (paths fp32 and int8)")
     p.add_argument("--variants", action="store_true", help="also: stage-1 accuracy of every query mode (human set)")
     p.add_argument("--modes", default="free,greedy,beam,rerank,fallback")
     p.add_argument("--json", type=Path, help="also write the numbers to this file")
@@ -231,8 +235,15 @@ def main(argv=None) -> int:
     run = load_run(Path(args.run), dtype=None if args.dtype == "auto" else args.dtype)
     kb = KnowledgeBase.open(args.kb)
     pipelines, grammar = {}, None
-    for name, overrides in PATHS.items():
-        qa = KnowledgeTunedQA(run.model, run.tokenizer, kb, run.prompt_format,
+    models = {name: (run.model, overrides) for name, overrides in PATHS.items()}
+    if args.quantize == "int8":
+        from ktune.pipeline.quantize import quantize_int8
+
+        quantized = load_run(Path(args.run), dtype="fp32").model
+        quantize_int8(quantized)
+        models = {"fp32": (run.model, {}), "int8": (quantized, {})}
+    for name, (model, overrides) in models.items():
+        qa = KnowledgeTunedQA(model, run.tokenizer, kb, run.prompt_format,
                               PipelineConfig(threads=threads, **overrides), run.info, grammar)
         grammar = qa.query_stage.grammar  # built once, shared
         pipelines[name] = qa
@@ -254,7 +265,7 @@ def main(argv=None) -> int:
     if args.variants:
         human = read_questions(HUMAN)
         print(f"stage-1 accuracy on {HUMAN.name} ({len(human)} questions):")
-        results["variants"] = variants(pipelines["new"], human, args.modes.split(","), args.batch_size)
+        results["variants"] = variants(list(pipelines.values())[1], human, args.modes.split(","), args.batch_size)
     if args.json:
         args.json.write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
     return 0

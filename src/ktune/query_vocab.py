@@ -146,6 +146,15 @@ def head_logits(model, hidden: torch.Tensor, head: nn.Module | None = None) -> t
     return logits.reshape(*hidden.shape[:-1], logits.shape[-1])
 
 
+def body_of(model) -> nn.Module:
+    """The decoder body (the layers between the embedding and the LM head) of the causal LM inside `model`."""
+    place = output_embeddings_owner(model)
+    if place is None:
+        raise TypeError(f"{type(model).__name__} has no lm_head; cannot find its decoder body")
+    owner = place[0]
+    return owner._modules[_body_name(owner)]
+
+
 def _body_name(owner: nn.Module) -> str:
     body = owner.get_decoder() if hasattr(owner, "get_decoder") else getattr(owner, "model", None)
     for key, module in owner._modules.items():

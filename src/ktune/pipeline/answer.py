@@ -11,6 +11,7 @@ from ktune.pipeline.claim_spans import SENTENCE_END, Fact, knowledge_facts
 from ktune.pipeline.claims import CLAUSE_END, Checker, SentenceCheck, check_answer, check_sentence, negated
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Decoder
+from ktune.pipeline.precision import int8_steps
 from ktune.pipeline.premise import Premise
 from ktune.pipeline.query import Query
 from ktune.prompt import PROVENANCE_PREFIX, provenance_line, strip_provenance
@@ -303,6 +304,15 @@ class AnswerStage:
             return []
         caps = max_new_tokens or [self.config.max_answer_tokens] * len(questions)
         prompts = [self.fmt.answer_prompt(q, k) for q, k in zip(questions, knowledges, strict=True)]
+        with int8_steps():  # a quantized model's decode steps run int8 here (ktune.pipeline.precision)
+            beams = self._generate(prompts, caps, streamer)
+        bodies = [b.text if len(b.tokens) <= cap else self.decoder.tokenizer.decode(b.tokens[:cap], skip_special_tokens=True)
+                  for b, cap in zip(beams, caps, strict=True)]
+        if not self.config.claim_check:  # the model's body as it wrote it (for before/after comparisons)
+            return [unchecked(b, k) for b, k in zip(bodies, knowledges, strict=True)]
+        return [ground(b, k, q, self.kb) for b, q, k in zip(bodies, questions, knowledges, strict=True)]
+
+    def _generate(self, prompts: list[str], caps: list[int], streamer) -> list:
         if streamer is not None:  # a streamer follows the rows of one generation: the batch as it came
             beams = self.decoder.greedy(prompts, max(caps), streamer=streamer)
         else:  # rows of similar length together: one long knowledge list must not pad every row to its length
@@ -311,8 +321,4 @@ class AnswerStage:
                 done = self.decoder.greedy([prompts[i] for i in group], max(caps[i] for i in group))
                 for i, beam in zip(group, done, strict=True):
                     beams[i] = beam
-        bodies = [b.text if len(b.tokens) <= cap else self.decoder.tokenizer.decode(b.tokens[:cap], skip_special_tokens=True)
-                  for b, cap in zip(beams, caps, strict=True)]
-        if not self.config.claim_check:  # the model's body as it wrote it (for before/after comparisons)
-            return [unchecked(b, k) for b, k in zip(bodies, knowledges, strict=True)]
-        return [ground(b, k, q, self.kb) for b, q, k in zip(bodies, questions, knowledges, strict=True)]
+        return beams

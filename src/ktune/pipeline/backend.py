@@ -63,6 +63,9 @@ class LocalBackend(Backend):
     def __init__(self, model, tokenizer, grammar=None):
         self.model, self.tokenizer, self.grammar = model, tokenizer, grammar
 
+    def mode(self, config) -> dict:
+        return {**super().mode(config), "quantize": config.quantize}  # int8: ktune.pipeline.quantize
+
     def stages(self, kb, prompt_format, config):
         from ktune.pipeline.decode import Decoder
         from ktune.query_vocab import answer_draft_ids

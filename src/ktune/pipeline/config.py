@@ -28,6 +28,7 @@ QUERY_MODES = ("free", "greedy", "beam", "rerank", "fallback")
 ATTRIBUTE_SCOPES = ("entity", "kind")
 QUERY_VOCABS = ("kb", "full")
 ANSWER_DECODINGS = ("draft", "full")
+QUANTIZE = ("auto", "none", "int8")  # CPU weight quantization (ktune.pipeline.quantize)
 
 DEFAULT_REFUSAL = "知识库中没有“{entity}”的“{attribute}”信息，无法根据知识库回答这个问题。"
 DEFAULT_NO_QUERY_REFUSAL = "这个问题在知识库中找不到对应的条目（未识别出可查询的医学实体），无法根据知识库回答。"
@@ -43,6 +44,10 @@ class PipelineConfig:
     batch_size: int = 16
     device: str = "cpu"
     dtype: str = "auto"  # auto: fp32 on a CPU (answers independent of the batch), the run's training dtype on CUDA
+    # "int8": the decoder body's linears as per-token dynamic int8 (ktune.pipeline.quantize: about 2x faster on a
+    # CPU); "none": the weights as loaded; "auto": int8 on a CPU with fp32 weights where PyTorch has a quantized
+    # engine, else none
+    quantize: str = "auto"
     refusal_template: str = DEFAULT_REFUSAL  # {entity} and {attribute} are filled in
     no_query_refusal: str = DEFAULT_NO_QUERY_REFUSAL
     link_k: int = 8
@@ -103,6 +108,11 @@ class PipelineConfig:
             raise ConfigError(f"answer_decoding {self.answer_decoding!r} is not one of {', '.join(ANSWER_DECODINGS)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.quantize not in QUANTIZE:
+            raise ConfigError(f"quantize {self.quantize!r} is not one of {', '.join(QUANTIZE)}")
+        if self.quantize == "int8" and (self.device != "cpu" or self.dtype not in ("auto", "fp32")):
+            raise ConfigError(f"quantize {self.quantize} runs on the CPU from fp32 weights; "
+                              f"got device {self.device!r}, dtype {self.dtype!r}")
         for name in ("num_beams", "max_question_chars", "max_query_tokens", "max_answer_tokens", "batch_size",
                      "link_k"):
             value = getattr(self, name)
@@ -114,6 +124,16 @@ class PipelineConfig:
                     f"refusal_template must contain {key} so the refusal says what was looked up; "
                     f"got {self.refusal_template!r}"
                 )
+
+    def resolved_quantize(self) -> str:
+        """What `quantize` means on this machine: "auto" becomes int8 (CPU, fp32, a quantized engine) or none."""
+        if self.quantize != "auto":
+            return self.quantize
+        if self.device != "cpu" or self.dtype not in ("auto", "fp32"):
+            return "none"
+        from ktune.pipeline.quantize import quantize_engine
+
+        return "int8" if quantize_engine() is not None else "none"
 
     @property
     def constrained(self) -> bool:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ktune.errors import InputError
+from ktune.errors import ConfigError, InputError
 from ktune.pipeline.answer import (
     NO_KNOWLEDGE,
     premise_answer,
@@ -131,8 +131,19 @@ class KnowledgeTunedQA:
             return cls(None, None, kb, fmt, config, info, backend=backend)
         apply_threads(config.threads)
         if not isinstance(run, LoadedRun):
-            dtype = None if config.dtype == "auto" else config.dtype
+            quantize = config.resolved_quantize()
+            dtype = "fp32" if quantize == "int8" else None if config.dtype == "auto" else config.dtype
             run = load_run(Path(run), device=config.device, dtype=dtype, merge=True)
+            if quantize == "int8":
+                from ktune.pipeline.quantize import quantize_int8
+
+                quantize = "int8" if quantize_int8(run.model) else "none"
+            config = replace(config, quantize=quantize)
+        elif config.quantize == "int8":
+            raise ConfigError("quantize int8 applies to a run from_pretrained loads itself (pass the run folder); "
+                              "it would change the given LoadedRun's model in place")
+        else:  # a model loaded by the caller runs as given
+            config = replace(config, quantize="none")
         log.info("pipeline: run %s, base %s, KB %s (version %s), query mode %s",
                  run.path, run.info.base_model, kb.store.path, kb.version, config.query_mode)
         return cls(run.model, run.tokenizer, kb, run.prompt_format, config, run.info)

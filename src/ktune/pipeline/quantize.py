@@ -1,0 +1,105 @@
+"""Weight quantization for CPU inference: `PipelineConfig.quantize`.
+
+  none  the run's weights as loaded (fp32 on a CPU by default)
+  int8  every linear layer of the decoder body (attention and MLP projections) gets a dynamic int8 copy (int8
+        weights per output channel, PyTorch's x86/fbgemm kernels) that runs the answer stage's decode steps,
+        each token quantized on its own range (Int8TokenLinear), so an answer does not depend on the questions
+        that share its batch; prompts and stage 1 (which decides what is looked up) keep fp32, and so do the
+        embedding and the tied LM head (stage 3's draft-and-verify reads the same rows as before)
+
+An int8 decode step reads a quarter of the body's weight bytes. Answer tokens can differ from fp32's (the values
+an answer states are copied from the KB and claim-checked either way); bench/pipeline.py --quantize int8 prints
+speed, retrieval and answer agreement against fp32 on your machine. Where PyTorch has no quantized engine (not
+x86 or ARM) the model stays as loaded and a warning says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import torch
+from torch import nn
+
+from ktune.pipeline.precision import int8_steps_on
+from ktune.query_vocab import body_of
+
+log = logging.getLogger(__name__)
+
+
+def quantize_engine() -> str | None:
+    """The quantized engine this PyTorch build runs on this CPU (x86, fbgemm, qnnpack), or None."""
+    engines = [e for e in torch.backends.quantized.supported_engines if e != "none"]
+    for name in ("x86", "fbgemm", "qnnpack"):
+        if name in engines:
+            return name
+    return None
+
+
+class Int8TokenLinear(nn.Module):
+    """nn.Linear whose one-position calls (decode steps) run a dynamic int8 linear, each token quantized on its own
+    range in one kernel call; calls with more positions per row (prompts) run the fp32 weights.
+
+    A dynamic int8 call quantizes its whole input on one scale, set by the largest value of any token of any row:
+    a question's result then depended on the other questions of its batch, and over left-padded batches most of
+    the precision was lost (measured: stage-1 retrieval 94% -> 13%). Here each token is mapped onto [-1, 1] by
+    its own range (x = mid + half * x', so W x = half * W x' + mid * W.sum(1)) and an anchor row [-1, 1, 0, ...]
+    fixes the call's range, so a token's quantized integers (and, the accumulation being integer, its output)
+    are the same whatever shares the call: a question's answer does not depend on its batch, as in fp32.
+    Only the answer stage's decode steps run int8 (ktune.pipeline.precision.int8_steps); prompts and stage 1
+    stay fp32: int8 prompts and stage-1 steps lost 1-2 points of real_dev retrieval, and decode steps are where
+    an answer's time goes (one row's step reads every weight)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        plain = nn.Linear(linear.in_features, linear.out_features, bias=False)  # the bias is added after scaling
+        plain.weight = linear.weight
+        with warnings.catch_warnings():  # torch.ao's eager quantization warns that it is deprecated for torchao
+            warnings.simplefilter("ignore")
+            self.int8 = torch.ao.nn.quantized.dynamic.Linear.from_float(
+                _with_qconfig(plain), use_precomputed_fake_quant=False)
+        self.weight, self.bias = linear.weight, linear.bias  # fp32, for prompts (more than one position per row)
+        self.register_buffer("row_sums", linear.weight.detach().sum(1), persistent=False)  # W @ (c, c, ...) = c W.sum(1)
+        anchor = torch.zeros(1, linear.in_features)
+        anchor[0, 0], anchor[0, 1] = -1.0, 1.0
+        self.register_buffer("anchor", anchor, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not int8_steps_on() or (x.dim() > 2 and x.shape[-2] > 1):  # stage 1, or a prompt: fp32
+            return nn.functional.linear(x, self.weight, self.bias)
+        flat = x.reshape(-1, x.shape[-1])
+        low, high = torch.aminmax(flat, dim=-1, keepdim=True)
+        mid, half = (high + low) / 2, ((high - low) / 2).clamp_min_(1e-12)
+        # each token mapped onto [-1, 1] (its own range, as a one-token dynamic call would quantize it)
+        y = self.int8(torch.cat([(flat - mid) / half, self.anchor]))[:-1].mul_(half).addmm_(mid, self.row_sums[None])
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def _with_qconfig(linear: nn.Linear) -> nn.Linear:
+    linear.qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+    return linear
+
+
+def quantize_int8(model: nn.Module) -> bool:
+    """Make every nn.Linear of the decoder body a per-token dynamic int8 linear (Int8TokenLinear), in place.
+    The model must be a loaded fp32 causal LM on the CPU (a merged run). False when it cannot run here."""
+    engine = quantize_engine()
+    if engine is None:
+        log.warning("quantize int8: this PyTorch has no quantized CPU engine; keeping the weights as loaded")
+        return False
+    param = next(model.parameters())
+    if param.device.type != "cpu" or param.dtype != torch.float32:
+        log.warning("quantize int8 needs fp32 weights on the CPU (got %s on %s); keeping them", param.dtype,
+                    param.device.type)
+        return False
+    torch.backends.quantized.engine = engine
+    body = body_of(model)
+    targets = [(parent, name, child) for parent in body.modules() for name, child in parent.named_children()
+               if type(child) is nn.Linear]
+    for parent, name, child in targets:
+        setattr(parent, name, Int8TokenLinear(child))
+    log.info("quantize int8: %d linear layers of the decoder body (engine %s); LM head and embeddings unchanged",
+             len(targets), engine)
+    return True
