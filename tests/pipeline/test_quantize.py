@@ -36,7 +36,7 @@ def test_quantize_settings_are_checked():
 
 
 @pytest.mark.skipif(quantize_engine() is None, reason="this PyTorch build has no quantized CPU engine")
-def test_int8_runs_only_answer_decode_steps_and_keeps_prompts_stage_1_and_the_head_fp32(tiny_dir):
+def test_int8_runs_only_inside_the_answer_stage_and_keeps_stage_1_and_the_head_fp32(tiny_dir):
     from transformers import AutoModelForCausalLM
 
     from ktune.pipeline.precision import int8_steps
@@ -54,10 +54,11 @@ def test_int8_runs_only_answer_decode_steps_and_keeps_prompts_stage_1_and_the_he
     with torch.inference_mode():
         a = ref(input_ids=step).logits
         assert torch.equal(model(input_ids=step).logits, a)  # outside the answer stage: fp32
+        assert torch.equal(model(input_ids=prompt).logits, ref(input_ids=prompt).logits)
         with int8_steps():
             b = model(input_ids=step).logits
-            assert torch.equal(model(input_ids=prompt).logits, ref(input_ids=prompt).logits)  # prompts: fp32
-    assert not torch.equal(a, b)  # an answer decode step is int8
+            assert not torch.equal(model(input_ids=prompt).logits, ref(input_ids=prompt).logits)  # prompts too
+    assert not torch.equal(a, b)  # inside the answer stage: int8
     # a random 64-wide model: about 8% of the largest logit; a broken quantization is off by about 100%
     assert (a - b).abs().max() < 0.15 * a.abs().max()
 
@@ -75,6 +76,8 @@ def test_an_int8_steps_output_does_not_depend_on_what_shares_its_batch():
     with torch.inference_mode(), int8_steps():
         alone = layer(x)
         assert torch.equal(layer(torch.cat([others[:3], x, others[3:]]))[3], alone[0])
+        prompt = torch.cat([others[0, None], x], dim=1)  # the token as the last of a two-position call
+        assert torch.equal(layer(prompt)[0, 1], alone[0, 0])
         want = linear(x)
     assert not torch.equal(alone, want)
     assert (alone - want).abs().max() < 0.05 * want.abs().max()  # the bias is added, not scaled

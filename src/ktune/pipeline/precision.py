@@ -1,4 +1,4 @@
-"""Which decode steps may run int8 (ktune.pipeline.quantize): the answer stage's, inside `int8_steps()`.
+"""Which model calls may run int8 (ktune.pipeline.quantize): the answer stage's, inside `int8_steps()`.
 
 Stage 1 decides what is looked up, so it keeps fp32 arithmetic (int8 decode steps cost about a point of real_dev
 retrieval); stage 3's text is copied from the knowledge and claim-checked, and its many decode steps are where a
@@ -16,7 +16,7 @@ _INT8_STEPS: ContextVar[bool] = ContextVar("ktune_int8_steps", default=False)
 
 @contextmanager
 def int8_steps() -> Iterator[None]:
-    """Decode steps run inside use the int8 weights of a quantized model (no effect on one that is not)."""
+    """Model calls inside use the int8 weights of a quantized model (no effect on one that is not)."""
     token = _INT8_STEPS.set(True)
     try:
         yield

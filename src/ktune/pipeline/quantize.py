@@ -2,9 +2,9 @@
 
   none  the run's weights as loaded (fp32 on a CPU by default)
   int8  every linear layer of the decoder body (attention and MLP projections) gets a dynamic int8 copy (int8
-        weights per output channel, PyTorch's x86/fbgemm kernels) that runs the answer stage's decode steps,
-        each token quantized on its own range (Int8TokenLinear), so an answer does not depend on the questions
-        that share its batch; prompts and stage 1 (which decides what is looked up) keep fp32, and so do the
+        weights per output channel, PyTorch's x86/fbgemm kernels) that runs the answer stage (prompt and decode
+        steps), each token quantized on its own range (Int8TokenLinear), so an answer does not depend on the
+        questions that share its batch; stage 1 (which decides what is looked up) keeps fp32, and so do the
         embedding and the tied LM head (stage 3's draft-and-verify reads the same rows as before)
 
 An int8 decode step reads a quarter of the body's weight bytes. Answer tokens can differ from fp32's (the values
@@ -37,18 +37,17 @@ def quantize_engine() -> str | None:
 
 
 class Int8TokenLinear(nn.Module):
-    """nn.Linear whose one-position calls (decode steps) run a dynamic int8 linear, each token quantized on its own
-    range in one kernel call; calls with more positions per row (prompts) run the fp32 weights.
+    """nn.Linear that runs as a dynamic int8 linear inside the answer stage (ktune.pipeline.precision.int8_steps),
+    each token quantized on its own range in one kernel call, and on its fp32 weights everywhere else.
 
     A dynamic int8 call quantizes its whole input on one scale, set by the largest value of any token of any row:
     a question's result then depended on the other questions of its batch, and over left-padded batches most of
     the precision was lost (measured: stage-1 retrieval 94% -> 13%). Here each token is mapped onto [-1, 1] by
     its own range (x = mid + half * x', so W x = half * W x' + mid * W.sum(1)) and an anchor row [-1, 1, 0, ...]
     fixes the call's range, so a token's quantized integers (and, the accumulation being integer, its output)
-    are the same whatever shares the call: a question's answer does not depend on its batch, as in fp32.
-    Only the answer stage's decode steps run int8 (ktune.pipeline.precision.int8_steps); prompts and stage 1
-    stay fp32: int8 prompts and stage-1 steps lost 1-2 points of real_dev retrieval, and decode steps are where
-    an answer's time goes (one row's step reads every weight)."""
+    are the same whatever shares the call and however many positions the call feeds: a question's answer does
+    not depend on its batch, as in fp32, also when a batch restarts from a re-fed prompt (stage 3's
+    draft-and-verify). Stage 1 stays fp32: int8 there lost 1-2 points of real_dev retrieval."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -65,7 +64,7 @@ class Int8TokenLinear(nn.Module):
         self.register_buffer("anchor", anchor, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not int8_steps_on() or (x.dim() > 2 and x.shape[-2] > 1):  # stage 1, or a prompt: fp32
+        if not int8_steps_on():  # outside the answer stage (stage 1): fp32
             return nn.functional.linear(x, self.weight, self.bias)
         flat = x.reshape(-1, x.shape[-1])
         low, high = torch.aminmax(flat, dim=-1, keepdim=True)
