@@ -28,15 +28,15 @@ def test_quantize_settings_are_checked():
         PipelineConfig(quantize="int8", dtype="bf16")
     with pytest.raises(ConfigError, match="on the CPU from fp32 weights"):
         PipelineConfig(quantize="int8", device="cuda")
-    assert PipelineConfig().quantize == "auto"
+    assert PipelineConfig().quantize == "none"
     assert PipelineConfig(device="cuda").resolved_quantize() == "none"
     assert PipelineConfig(dtype="bf16").resolved_quantize() == "none"
     assert PipelineConfig(quantize="none").resolved_quantize() == "none"
-    assert PipelineConfig().resolved_quantize() == ("int8" if quantize_engine() else "none")
+    assert PipelineConfig(quantize="auto").resolved_quantize() == ("int8" if quantize_engine() else "none")
 
 
 @pytest.mark.skipif(quantize_engine() is None, reason="this PyTorch build has no quantized CPU engine")
-def test_int8_runs_only_inside_the_answer_stage_and_keeps_stage_1_and_the_head_fp32(tiny_dir):
+def test_int8_runs_only_answer_decode_steps_and_keeps_prompts_stage_1_and_the_head_fp32(tiny_dir):
     from transformers import AutoModelForCausalLM
 
     from ktune.pipeline.precision import int8_steps
@@ -57,14 +57,14 @@ def test_int8_runs_only_inside_the_answer_stage_and_keeps_stage_1_and_the_head_f
         assert torch.equal(model(input_ids=prompt).logits, ref(input_ids=prompt).logits)
         with int8_steps():
             b = model(input_ids=step).logits
-            assert not torch.equal(model(input_ids=prompt).logits, ref(input_ids=prompt).logits)  # prompts too
-    assert not torch.equal(a, b)  # inside the answer stage: int8
+            assert torch.equal(model(input_ids=prompt).logits, ref(input_ids=prompt).logits)  # prompts: fp32
+    assert not torch.equal(a, b)  # an answer decode step: int8
     # a random 64-wide model: about 8% of the largest logit; a broken quantization is off by about 100%
     assert (a - b).abs().max() < 0.15 * a.abs().max()
 
 
 @pytest.mark.skipif(quantize_engine() is None, reason="this PyTorch build has no quantized CPU engine")
-def test_an_int8_steps_output_does_not_depend_on_what_shares_its_batch():
+def test_no_row_sets_the_int8_scale_of_another():
     from ktune.pipeline.precision import int8_steps
     from ktune.pipeline.quantize import Int8TokenLinear
 
@@ -78,8 +78,8 @@ def test_an_int8_steps_output_does_not_depend_on_what_shares_its_batch():
     with torch.inference_mode(), int8_steps():
         alone = layer(x)
         assert torch.equal(layer(torch.cat([others[:3], x, others[3:]]))[3], alone[0])
-        prompt = torch.cat([others[0, None], x], dim=1)  # the token as the last of a two-position call
-        assert torch.equal(layer(prompt)[0, 1], alone[0, 0])
+        prompt = torch.cat([others[0, None], x], dim=1)  # more than one position per row: a prompt, fp32
+        assert torch.equal(layer(prompt), linear(prompt))
         want = linear(x)
     assert not torch.equal(alone, want)
     assert (alone - want).abs().max() < 0.05 * want.abs().max()  # the bias is added, not scaled
@@ -96,14 +96,14 @@ def test_int8_refuses_weights_it_cannot_quantize(tiny_dir):
 
 
 @pytest.mark.skipif(quantize_engine() is None, reason="this PyTorch build has no quantized CPU engine")
-def test_the_default_pipeline_on_a_cpu_is_int8_and_answers_with_knowledge_and_provenance(fresh_run, mini_kb):
+def test_an_int8_pipeline_answers_with_knowledge_and_provenance(fresh_run, mini_kb):
     from ktune.pipeline import KnowledgeTunedQA, PipelineConfig
     from ktune.query_vocab import body_of
 
-    qa = KnowledgeTunedQA.from_pretrained(fresh_run, kb=mini_kb)  # auto: int8 on this CPU
+    qa = KnowledgeTunedQA.from_pretrained(fresh_run, kb=mini_kb, config=PipelineConfig(quantize="auto"))
     assert _wrapped(body_of(qa.backend.model)) and qa.config.quantize == "int8"
     assert qa.backend.mode(qa.config)["quantize"] == "int8"
-    plain = KnowledgeTunedQA.from_pretrained(fresh_run, kb=mini_kb, config=PipelineConfig(quantize="none"))
+    plain = KnowledgeTunedQA.from_pretrained(fresh_run, kb=mini_kb)  # the default: the weights as loaded
     assert _wrapped(plain.backend.model) == [] and plain.config.quantize == "none"
     for ans in qa.ask_batch(["急性中耳炎的药物治疗有哪些？", "二甲双胍有什么副作用？", "知识库里没有的东西怎么治？"]):
         assert ans.kb_version == mini_kb.version
@@ -121,5 +121,5 @@ def test_quantize_never_changes_a_given_loaded_run_in_place(fresh_run, mini_kb):
     with pytest.raises(ConfigError, match="change the given LoadedRun's model in place"):
         KnowledgeTunedQA.from_pretrained(run, kb=mini_kb, config=PipelineConfig(quantize="int8"))
     assert _wrapped(run.model) == []
-    qa = KnowledgeTunedQA.from_pretrained(run, kb=mini_kb)  # auto: the caller's model runs as given
+    qa = KnowledgeTunedQA.from_pretrained(run, kb=mini_kb, config=PipelineConfig(quantize="auto"))  # as given
     assert _wrapped(run.model) == [] and qa.config.quantize == "none"

@@ -30,9 +30,10 @@ def add_pipeline_options(p) -> None:
     p.add_argument("--max-chars", type=int, help=f"longest question accepted (default {d.max_question_chars} characters)")
     p.add_argument("--device", help=f"cpu or cuda (default {d.device})")
     p.add_argument("--dtype", choices=DTYPES, help=f"inference dtype (default: {d.dtype})")
-    p.add_argument("--quantize", choices=QUANTIZE, help="int8: the model body's linear layers as per-token "
-                   "dynamic int8 on the CPU (about 2x faster); none: the weights as loaded; auto: int8 on a CPU "
-                   f"with fp32 weights, else none (default {d.quantize})")
+    p.add_argument("--quantize", choices=QUANTIZE, help="int8: answer decode steps through int8 linears on the "
+                   "CPU (about 1.6x faster single answers; an answer can then depend on which questions share "
+                   "its batch); none: the weights as loaded; auto: int8 on a CPU with fp32 weights, else none "
+                   f"(default {d.quantize})")
     p.add_argument("--threads", help="torch CPU threads: auto (default: the physical cores; $KTUNE_THREADS "
                    "overrides) or N")
     p.add_argument("--config", metavar="FILE", help="PipelineConfig JSON; flags override it")

@@ -44,10 +44,11 @@ class PipelineConfig:
     batch_size: int = 16
     device: str = "cpu"
     dtype: str = "auto"  # auto: fp32 on a CPU (answers independent of the batch), the run's training dtype on CUDA
-    # "int8": the decoder body's linears as per-token dynamic int8 (ktune.pipeline.quantize: about 2x faster on a
-    # CPU); "none": the weights as loaded; "auto": int8 on a CPU with fp32 weights where PyTorch has a quantized
-    # engine, else none
-    quantize: str = "auto"
+    # "int8": the answer stage's decode steps through per-token dynamic int8 linears (ktune.pipeline.quantize:
+    # ~1.6x faster single answers on a CPU; an answer can then depend on its batch); "none": the weights as loaded
+    # (fp32 on a CPU: concurrent answers equal sequential ones); "auto": int8 on a CPU with fp32 weights where
+    # PyTorch has a quantized engine, else none
+    quantize: str = "none"
     refusal_template: str = DEFAULT_REFUSAL  # {entity} and {attribute} are filled in
     no_query_refusal: str = DEFAULT_NO_QUERY_REFUSAL
     link_k: int = 8

@@ -1,8 +1,8 @@
-"""Which model calls may run int8 (ktune.pipeline.quantize): the answer stage's, inside `int8_steps()`.
+"""Which decode steps may run int8 (ktune.pipeline.quantize): the answer stage's, inside `int8_steps()`.
 
 Stage 1 decides what is looked up, so it keeps fp32 arithmetic (int8 decode steps cost about a point of real_dev
-retrieval); stage 3's text is copied from the knowledge and claim-checked, and its many decode steps are where a
-single answer's time goes. A context variable, so concurrent requests on other threads are not affected.
+retrieval); stage 3's values are copied from the knowledge and claim-checked, and its many decode steps are
+where a single answer's time goes. A context variable, so concurrent requests on other threads are not affected.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ _INT8_STEPS: ContextVar[bool] = ContextVar("ktune_int8_steps", default=False)
 
 @contextmanager
 def int8_steps() -> Iterator[None]:
-    """Model calls inside use the int8 weights of a quantized model (no effect on one that is not)."""
+    """Decode steps inside use the int8 weights of a quantized model (no effect on one that is not)."""
     token = _INT8_STEPS.set(True)
     try:
         yield
