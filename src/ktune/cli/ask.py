@@ -31,7 +31,7 @@ def add_pipeline_options(p) -> None:
     p.add_argument("--device", help=f"cpu or cuda (default {d.device})")
     p.add_argument("--dtype", choices=DTYPES, help=f"inference dtype (default: {d.dtype})")
     p.add_argument("--quantize", choices=QUANTIZE, help="int8: answer decode steps through int8 linears on the "
-                   "CPU (about 1.6x faster single answers; an answer can then depend on which questions share "
+                   "CPU (1.3-1.6x faster single answers; an answer can then depend on which questions share "
                    "its batch); none: the weights as loaded; auto: int8 on a CPU with fp32 weights, else none "
                    f"(default {d.quantize})")
     p.add_argument("--threads", help="torch CPU threads: auto (default: the physical cores; $KTUNE_THREADS "

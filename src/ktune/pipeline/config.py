@@ -45,7 +45,7 @@ class PipelineConfig:
     device: str = "cpu"
     dtype: str = "auto"  # auto: fp32 on a CPU (answers independent of the batch), the run's training dtype on CUDA
     # "int8": the answer stage's decode steps through per-token dynamic int8 linears (ktune.pipeline.quantize:
-    # ~1.6x faster single answers on a CPU; an answer can then depend on its batch); "none": the weights as loaded
+    # 1.3-1.6x faster single answers on a CPU; an answer can then depend on its batch); "none": the weights as loaded
     # (fp32 on a CPU: concurrent answers equal sequential ones); "auto": int8 on a CPU with fp32 weights where
     # PyTorch has a quantized engine, else none
     quantize: str = "none"
