@@ -57,6 +57,8 @@ def start_server(args, workers: int = 1, *extra: str) -> tuple[subprocess.Popen,
         cmd += ["--kb", args.kb]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
+    if args.quantize:
+        cmd += ["--quantize", args.quantize]
     proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -296,6 +298,8 @@ def main(argv=None) -> int:
     ap.add_argument("--first-text", type=int, default=0, metavar="N",
                     help="also compare --stream-by sentence and clause on N streamed questions (two more servers)")
     ap.add_argument("--batch-size", type=int, help="the worker's largest batch (default: the pipeline's, 16)")
+    ap.add_argument("--quantize", choices=("none", "int8", "auto"),
+                    help="the servers' --quantize (default: ktune serve's, none)")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args(argv)
     if args.tiny:
