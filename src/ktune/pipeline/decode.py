@@ -12,6 +12,7 @@ greedy output; only where a draft is wrong does it cost a second prefill.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -32,6 +33,8 @@ VERIFY_EVERY = 16  # drafted tokens checked per whole-head product: fewer wasted
 # Replaced drafts per row after which a call decodes with the whole head at every step (as generate() does): a
 # model whose answers leave the draft vocabulary would otherwise pay a cut and re-feed for most chunks.
 MAX_REJECTED_PER_ROW = 4
+# An early stop per row: (row index in the call, the row's tokens so far) -> True when the row is done.
+RowStop = Callable[[int, list[int]], bool]
 
 
 @dataclass(frozen=True)
@@ -79,19 +82,22 @@ class Decoder(GreedyDecoder):
 
     @torch.inference_mode()
     def greedy(self, prompts: list[str], max_new_tokens: int, grammar: QueryGrammar | None = None,
-               forced: list[list[int]] | None = None, streamer=None) -> list[Beam]:
+               forced: list[list[int]] | None = None, streamer=None, stop: RowStop | None = None) -> list[Beam]:
         """One greedy continuation per prompt, cut at the stop; under `grammar` when given (which then also
         sees the `forced` query tokens placed after each prompt). `streamer` (a transformers streamer) gets
         the prompt ids, then each step's tokens for the whole batch; without one, free decoding drafts and
-        verifies (same tokens, see draft_and_verify)."""
+        verifies (same tokens, see draft_and_verify). `stop(row, tokens)`: True ends that row early (its
+        continuation so far is a prefix of the unstopped one)."""
         if grammar is None and not forced and streamer is None and self.can_draft():
             ids = [self.fmt.encode_prompt(self.tokenizer, p) for p in prompts]
-            return [Beam(*self._text(row), 0.0) for row in self.draft_and_verify(ids, max_new_tokens)]
+            return [Beam(*self._text(row), 0.0) for row in self.draft_and_verify(ids, max_new_tokens, stop=stop)]
         input_ids, mask = self.encode_prompts(prompts, forced)
         processors = self._processors(grammar, input_ids.shape[1], forced)
         extra = {}
         if self.lookup and len(prompts) == 1 and grammar is None and streamer is None:
             extra["prompt_lookup_num_tokens"] = self.lookup
+        if stop is not None:
+            extra["stopping_criteria"] = _stopping_criteria(stop, input_ids.shape[1], set(self.end_ids) | {self.pad_id})
         gen = self.generate_ids(input_ids, mask, max_new_tokens, logits_processor=processors, streamer=streamer,
                                 **extra)
         return [Beam(*self._text(row), 0.0) for row in gen]
@@ -139,7 +145,7 @@ class Decoder(GreedyDecoder):
         return all(getattr(gen, name, None) in (None, neutral) for name, neutral in LOGIT_SETTINGS.items())
 
     def draft_and_verify(self, prompts: list[list[int]], max_new_tokens: int, streamer=None,
-                         stats: DraftStats | None = None) -> list[list[int]]:
+                         stats: DraftStats | None = None, stop: RowStop | None = None) -> list[list[int]]:
         """Greedy continuations (token ids, ending with the end token when one is produced) of encoded prompts:
         exactly the tokens greedy decoding with the whole head gives, computed as the module docstring says.
         `stats`: filled with what the call did."""
@@ -152,17 +158,19 @@ class Decoder(GreedyDecoder):
             streamer.put(torch.tensor([prompts[0]], dtype=torch.long))
         while todo:
             stats.rounds += 1
-            self._round(todo, prompts, accepted, max_new_tokens, stats, streamer)
-            todo = [i for i in todo if not self._finished(accepted[i], max_new_tokens)]
+            self._round(todo, prompts, accepted, max_new_tokens, stats, streamer, stop)
+            todo = [i for i in todo if not self._finished(accepted, i, max_new_tokens, stop)]
         if streamer is not None:
             streamer.end()
         stats.tokens += sum(map(len, accepted))
         return accepted
 
-    def _finished(self, tokens: list[int], max_new_tokens: int) -> bool:
-        return len(tokens) >= max_new_tokens or bool(tokens and tokens[-1] in self.end_ids)
+    def _finished(self, accepted: list[list[int]], i: int, max_new_tokens: int, stop: RowStop | None) -> bool:
+        tokens = accepted[i]
+        return (len(tokens) >= max_new_tokens or bool(tokens and tokens[-1] in self.end_ids)
+                or (stop is not None and stop(i, tokens)))
 
-    def _round(self, todo, prompts, accepted, max_new_tokens, stats: DraftStats, streamer) -> None:
+    def _round(self, todo, prompts, accepted, max_new_tokens, stats: DraftStats, streamer, stop=None) -> None:
         """One prefill of prompt + accepted tokens for the rows in `todo`, then drafting until every row ends or
         reaches max_new_tokens. After a replaced draft the KV cache is cut back to the last verified token
         (every row alike; rows that lose verified tokens feed them again); where the cache cannot be cut, the
@@ -212,7 +220,7 @@ class Decoder(GreedyDecoder):
                 if stats.rejected > MAX_REJECTED_PER_ROW * n and not whole:
                     recorder.head, whole, stats.whole_head = self._full_head(), True, True
             for r, i in enumerate(todo):
-                live[r] = live[r] and not self._finished(accepted[i], max_new_tokens)
+                live[r] = live[r] and not self._finished(accepted, i, max_new_tokens, stop)
             if not any(live):
                 return
             step = self._next_step(live, feed, fed, drafting)
@@ -313,3 +321,25 @@ class _Recorder(nn.Module):
         hidden, self._hidden = self._hidden, None
         return hidden
 
+
+
+
+def _stopping_criteria(stop: RowStop, prompt_len: int, end_ids: set[int]):
+    """A RowStop for generate(): rows it ends get the pad token from then on (generate's unfinished rows)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopRows(StoppingCriteria):
+        def __init__(self):
+            super().__init__()
+            self.done: set[int] = set()
+
+        def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.BoolTensor:
+            for row, ids in enumerate(input_ids[:, prompt_len:].tolist()):
+                if row in self.done:
+                    continue
+                cut = next((k for k, t in enumerate(ids) if t in end_ids), len(ids))
+                if stop(row, ids[:cut]):
+                    self.done.add(row)
+            return torch.tensor([row in self.done for row in range(input_ids.shape[0])], device=input_ids.device)
+
+    return StoppingCriteriaList([StopRows()])
