@@ -73,15 +73,19 @@ def test_a_listing_streams_value_by_value_and_a_sentence_only_when_complete(mini
 
 def test_a_sentence_that_fails_after_verified_values_keeps_its_head(mini_kb):
     g = ground(BODIES[1], OTITIS, QUESTION, mini_kb)
-    # the verified head, then the field no kept sentence states (相关药物), listed from the knowledge
-    assert g.text.split("\n")[0] == ("急性中耳炎常用的药物有：阿莫西林。具体用药请遵医嘱或咨询药师。"
+    # the verified head, then what no kept sentence writes, listed from the knowledge: the rest of the field the
+    # head began (药物治疗) and the field it never names (相关药物); what the model wrote after the dropped
+    # sentence is not used
+    assert g.text.split("\n")[0] == ("急性中耳炎常用的药物有：阿莫西林。根据知识库，急性中耳炎的药物治疗：头孢菌素、镇痛药。"
                                      "根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。")
     assert [d.sentence for d in g.dropped] == ["急性中耳炎常用的药物有：阿莫西林、头孢类抗生素。"]  # still recorded
     # a loop is cut before the first repeated value, a trailing qualification is not a fact
     assert ground(BODIES[3], OTITIS, QUESTION, mini_kb).text.startswith(
-        "急性中耳炎常用的药物有：阿莫西林、头孢菌素。根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。\n")
+        "急性中耳炎常用的药物有：阿莫西林、头孢菌素。根据知识库，急性中耳炎的药物治疗：镇痛药。"
+        "根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。\n")
     assert ground(BODIES[4], OTITIS, QUESTION, mini_kb).text.startswith(
-        "具体用药请遵医嘱或咨询药师。急性中耳炎常用的药物有：阿莫西林。根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。\n")
+        "具体用药请遵医嘱或咨询药师。急性中耳炎常用的药物有：阿莫西林。根据知识库，急性中耳炎的药物治疗：头孢菌素、镇痛药。"
+        "根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。\n")
 
 
 def test_a_clause_is_verified_only_when_it_ends_before_a_separator_and_states_a_fact(mini_kb):
@@ -118,3 +122,41 @@ def test_a_field_no_kept_sentence_states_is_listed_after_the_answer_and_nothing_
     assert [f.predicate for f in one.sentences[-1].facts] == ["相关药物"]  # the listing cites its facts
     both = ground("急性中耳炎常用的药物有：阿莫西林、头孢菌素、镇痛药。相关药物有阿莫西林胶囊。", OTITIS, QUESTION, mini_kb)
     assert both.text.split("\n")[0].count("阿莫西林胶囊") == 1  # stated by the model: not listed again
+
+
+def test_the_first_dropped_sentence_ends_the_answer_and_the_stream(mini_kb):
+    body = "急性中耳炎常用的药物有：头孢类抗生素。具体用药请遵医嘱或咨询药师。急性中耳炎的相关药物：阿莫西林胶囊。"
+    end = body.index("。") + 1
+    g = ground(body, OTITIS, QUESTION, mini_kb)
+    # nothing after the dropped sentence: the later (true) sentences are neither kept nor checked; every field
+    # comes from the listing instead
+    assert g.text.split("\n")[0] == ("根据知识库，急性中耳炎的药物治疗：阿莫西林、头孢菌素、镇痛药。"
+                                     "根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。")
+    assert [d.sentence for d in g.dropped] == [body[:end]]
+    for n in range(end, len(body) + 1):  # so stage 3 may stop generating anywhere after that sentence
+        got = ground(body[:n], OTITIS, QUESTION, mini_kb)
+        assert (got.text, got.sentences, got.dropped) == (g.text, g.sentences, g.dropped)
+    stream = AnswerStream(OTITIS, QUESTION, mini_kb)
+    assert [stream.update(body[:n]) for n in range(1, len(body) + 1)] == [""] * len(body)
+    assert stream.failed
+    # the policy is a setting: without it every sentence is checked on its own (the answer before session 8)
+    old = ground(body, OTITIS, QUESTION, mini_kb, stop_at_failure=False)
+    assert old.text.startswith("具体用药请遵医嘱或咨询药师。急性中耳炎的相关药物：阿莫西林胶囊。")
+    stream = AnswerStream(OTITIS, QUESTION, mini_kb, stop_at_failure=False)
+    assert "".join(stream.update(body[:n]) for n in range(1, len(body) + 1)).startswith("具体用药")
+    assert not stream.failed
+
+
+def test_a_value_listed_under_a_field_the_knowledge_lacks_ends_the_stream_at_once(mini_kb):
+    # the model labels the drugs 用法用量: no continuation can make that sentence true, so the body ends there
+    # instead of at the token cap, and the answer is the one the whole body would give
+    body = "急性中耳炎的用法用量：阿莫西林、头孢菌素、镇痛药、阿莫西林胶囊。具体用药请遵医嘱。"
+    stream = AnswerStream(OTITIS, QUESTION, mini_kb)
+    cut = next(n for n in range(1, len(body) + 1) if (stream.update(body[:n]), stream.failed)[1])
+    assert body[:cut] == "急性中耳炎的用法用量：阿莫西林、"
+    assert ground(body[:cut], OTITIS, QUESTION, mini_kb).text == ground(body, OTITIS, QUESTION, mini_kb).text
+    # a field the knowledge has, or a field name inside a longer one it has, is no reason to stop
+    for fine in ("急性中耳炎的药物治疗：阿莫西林、", "急性中耳炎的相关药物：阿莫西林胶囊、"):
+        stream = AnswerStream(OTITIS, QUESTION, mini_kb)
+        stream.update(fine)
+        assert not stream.failed, fine

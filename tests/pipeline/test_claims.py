@@ -108,7 +108,8 @@ def test_ktunes_own_listing_sentences_pass_the_check(mini_kb, sentence):
 def _model_writes(qa, monkeypatch, text):
     from ktune.pipeline.decode import Beam
 
-    monkeypatch.setattr(qa.decoder, "greedy", lambda prompts, max_new, streamer=None: [Beam(text, (), 0.0) for _ in prompts])
+    monkeypatch.setattr(qa.decoder, "greedy", lambda prompts, max_new, streamer=None, stop=None:
+                        [Beam(text, (), 0.0) for _ in prompts])
 
 
 MODEL_BODY = "根据知识库，利福平片可用于治疗肝胆管结石。利福平片主要用于治疗结核病、麻风。"
@@ -117,11 +118,21 @@ MODEL_BODY = "根据知识库，利福平片可用于治疗肝胆管结石。利
 def test_the_pipeline_drops_a_model_sentence_the_knowledge_does_not_support(premise_tiny_qa, force_query, monkeypatch):
     from ktune.pipeline.query import Query
 
+    from dataclasses import replace
+
     force_query(Query("利福平", "适应症", "利福平片", 0.9, "generic"))
     _model_writes(premise_tiny_qa, monkeypatch, MODEL_BODY)
     answer = premise_tiny_qa.ask("利福平片能治什么病？肝胆管结石呢？")
     assert answer.premise is None
-    assert answer.answer.split("\n")[0] == "利福平片主要用于治疗结核病、麻风。"
+    # nothing the model wrote after the dropped sentence is used: the KB's own listing answers, values verbatim
+    assert answer.answer.split("\n")[0].startswith("根据知识库，利福平片的适应症包括不适、军团菌属严重感染、")
+    assert "肝胆管结石" not in answer.answer.split("\n")[0]
+    assert [d.sentence for d in answer.dropped_claims] == ["根据知识库，利福平片可用于治疗肝胆管结石。"]
+    # checking every sentence on its own instead keeps the model's true second sentence
+    config = replace(premise_tiny_qa.config, stop_at_failed_sentence=False)
+    premise_tiny_qa.config = premise_tiny_qa.answer_stage.config = config
+    answer = premise_tiny_qa.ask("利福平片能治什么病？肝胆管结石呢？")
+    assert answer.answer.split("\n")[0].startswith("利福平片主要用于治疗结核病、麻风。根据知识库，利福平片的适应症包括")
     data = answer.to_json()
     assert data["dropped_claims"] == [{"text": "根据知识库，利福平片可用于治疗肝胆管结石。", "facts": [],
                                        "reason": QUESTION_ONLY_TERM, "terms": ["肝胆管结石"]}]
@@ -146,7 +157,7 @@ def test_ktune_ask_prints_the_citations_and_the_dropped_sentences(premise_tiny_q
     from ktune.pipeline.query import Query
 
     force_query(Query("利福平", "适应症", "利福平片", 0.9, "generic"))
-    _model_writes(premise_tiny_qa, monkeypatch, MODEL_BODY)
+    _model_writes(premise_tiny_qa, monkeypatch, "利福平片主要用于治疗结核病、麻风。根据知识库，利福平片可用于治疗肝胆管结石。")
     text = format_answer(premise_tiny_qa.ask("利福平片能治什么病？肝胆管结石呢？"))
     assert "[1] 利福平片主要用于治疗结核病、麻风。 <- 利福平片/适应症/结核病；利福平片/适应症/麻风" in text
     assert "已删除（question_only_term：肝胆管结石）" in text

@@ -228,3 +228,71 @@ def test_inference_threads_follow_the_setting(fresh_run, mini_kb):
         torch.set_num_threads(before)
     with pytest.raises(ConfigError, match="training only"):
         PipelineConfig(threads="adaptive")
+
+
+@pytest.mark.parametrize("path", ["draft", "generate"])
+def test_a_row_stop_ends_only_that_row_and_leaves_a_prefix_of_its_tokens(tiny_lm, path):
+    model, tok = tiny_lm
+    decoder = Decoder(model, tok, PromptFormat(), draft_ids=list(range(10, 60)) if path == "draft" else None)
+    fmt = PromptFormat()
+    prompts = [fmt.query_prompt(q) for q in QUESTIONS[:3]]
+    full = decoder.greedy(prompts, 24)
+    seen: dict[int, list[int]] = {}
+
+    def stop(row: int, tokens: list[int]) -> bool:  # row 1 ends once it has 3 tokens
+        seen.setdefault(row, []).append(len(tokens))
+        return row == 1 and len(tokens) >= 3
+
+    got = decoder.greedy(prompts, 24, stop=stop)
+    assert [b.tokens for b in got][::2] == [b.tokens for b in full][::2]  # the other rows: exactly as before
+    assert len(full[1].tokens) > 3, "the tiny model must write more than 3 tokens for this test to mean anything"
+    cut = got[1].tokens
+    assert 3 <= len(cut) < len(full[1].tokens) and full[1].tokens[:len(cut)] == cut
+    assert all(n <= 24 for lengths in seen.values() for n in lengths)
+
+
+def test_stage_3_stops_a_row_at_its_first_dropped_sentence_and_answers_as_from_the_whole_body(tiny_lm, mini_kb):
+    """A decoder that writes fixed bodies character by character and honours the stage's stop (the tiny model
+    writes no sentences): the stopped rows end right after their first failing sentence, or at a value listed
+    under a field the knowledge lacks; a row with nothing to drop runs to the end."""
+    from ktune.pipeline import KnowledgeTunedQA, PipelineConfig
+    from ktune.pipeline.answer import ground
+    from ktune.pipeline.decode import Beam
+
+    model, tok = tiny_lm
+    bodies = ["急性中耳炎常用的药物有：头孢类抗生素。急性中耳炎的相关药物：阿莫西林胶囊。具体用药请遵医嘱。",
+              "急性中耳炎的用法用量：阿莫西林、头孢菌素、镇痛药。具体用药请遵医嘱。",
+              "急性中耳炎常用的药物有：阿莫西林、头孢菌素、镇痛药。具体用药请遵医嘱。"]
+    knowledge = [{"急性中耳炎": {"药物治疗": ["阿莫西林", "头孢菌素", "镇痛药"], "相关药物": ["阿莫西林胶囊"]}}] * 3
+    questions = [f"急性中耳炎吃什么药？（{i}）" for i in range(3)]
+
+    class Chars:  # one token per character (the tiny tokenizer lacks some of these characters)
+        @staticmethod
+        def decode(ids, skip_special_tokens=True):
+            return "".join(map(chr, ids))
+
+    class Writer:
+        def __init__(self):
+            self.tokenizer, self.written = Chars(), {}
+
+        def greedy(self, prompts, max_new, grammar=None, forced=None, streamer=None, stop=None):
+            out = []
+            for row, prompt in enumerate(prompts):
+                i = next(i for i, q in enumerate(questions) if q in prompt)
+                ids = [ord(ch) for ch in bodies[i]]
+                n = next((k for k in range(1, len(ids) + 1) if stop is not None and stop(row, ids[:k])), len(ids))
+                self.written[i] = n
+                out.append(Beam(bodies[i][:n], tuple(ids[:n]), 0.0))
+            return out
+
+    answers = {}
+    for stop in (False, True):
+        qa = KnowledgeTunedQA(model, tok, mini_kb, config=PipelineConfig(stop_at_failed_sentence=stop))
+        qa.answer_stage.decoder = writer = Writer()
+        answers[stop] = (qa.answer_stage.run(questions, knowledge), writer.written)
+    (whole, n_whole), (stopped, n_stopped) = answers[False], answers[True]
+    assert [g.raw for g in stopped][:2] == ["急性中耳炎常用的药物有：头孢类抗生素。", "急性中耳炎的用法用量：阿莫西林、"]
+    assert stopped[2].raw == bodies[2] and n_stopped[2] == n_whole[2]  # nothing failed: written to the end
+    for w, s_, q, k in zip(whole, stopped, questions, knowledge, strict=True):
+        assert s_.text == ground(w.raw, k, q, mini_kb).text  # the answer the whole body gives under the policy
+    assert whole[0].text != stopped[0].text  # the old policy kept the later true sentence

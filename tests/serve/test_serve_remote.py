@@ -36,8 +36,8 @@ def test_ktune_serve_with_the_openai_backend_answers_with_provenance_and_reports
     # the server's query came out of the grammar; the knowledge is the KB's entry, cited under the answer
     assert body["linked_entity"] == "急性中耳炎" and body["link_method"].startswith("constrained:")
     assert body["knowledge"] == mini_kb.acquire_knowledge("急性中耳炎", "药物治疗") != {}
-    # the server's body, then the field it does not state (相关药物), listed from the knowledge
-    listed = "根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。"
+    # the server's body, then what it does not write, listed from the knowledge: the rest of 药物治疗, 相关药物
+    listed = "根据知识库，急性中耳炎的药物治疗：头孢菌素、镇痛药。根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。"
     assert body["answer"] == CompletionsStub.body + listed + "\n" + provenance_line(body["knowledge"])
     assert body["generation"]["backend"] == "openai" and body["kb_version"] == mini_kb.version
     assert refused["refused"] and refused["knowledge"] == {} and "相关知识" not in refused["answer"]

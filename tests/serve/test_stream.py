@@ -64,6 +64,8 @@ def test_checked_clauses_are_sent_as_they_are_verified_and_stay_in_the_final_ans
     got = []
     row = RowStream(AnswerStream(OTITIS, "急性中耳炎吃什么药？", mini_kb), 100, got.append)
     _feed(AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, [row]), [body], tok, tok.pad_token_id)
-    # each value as soon as the separator after it came, the rewritten value never
-    assert got == ["根据知识库，急性中耳炎的药物治疗：阿莫西林", "，头孢菌素", "。", "急性中耳炎的药物治疗：镇痛药。"]
-    assert ground(body, OTITIS, "急性中耳炎吃什么药？", mini_kb).text.startswith("".join(got) + "\n")
+    # each value as soon as the separator after it came, the rewritten value never, and nothing after the
+    # sentence it failed (the final answer lists 镇痛药 from the knowledge instead)
+    assert got == ["根据知识库，急性中耳炎的药物治疗：阿莫西林", "，头孢菌素", "。"]
+    assert ground(body, OTITIS, "急性中耳炎吃什么药？", mini_kb).text.startswith(
+        "".join(got) + "根据知识库，急性中耳炎的药物治疗：镇痛药。")

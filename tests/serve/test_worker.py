@@ -197,5 +197,6 @@ def test_clauses_stream_while_the_answer_is_written_and_add_up_to_the_unstreamed
     assert by_clause[0][1][:3] == ["根据知识库，急性中耳炎的药物治疗：阿莫西林", "，头孢菌素", "。"]
     assert by_sentence[0][1][:1] == ["根据知识库，急性中耳炎的药物治疗：阿莫西林，头孢菌素。"]
     assert by_clause[2][1][0] == "根据知识库，急性中耳炎的药物治疗：阿莫西林"  # before the predicate-as-value came
-    # the verified head, then the field no kept sentence states, listed from the knowledge
-    assert direct[2].startswith("根据知识库，急性中耳炎的药物治疗：阿莫西林。根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。\n")
+    # the verified head, then what no kept sentence writes, listed from the knowledge
+    assert direct[2].startswith("根据知识库，急性中耳炎的药物治疗：阿莫西林。根据知识库，急性中耳炎的药物治疗：头孢菌素、镇痛药。"
+                                "根据知识库，急性中耳炎的相关药物：阿莫西林胶囊。\n")

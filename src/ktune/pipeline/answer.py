@@ -107,7 +107,7 @@ def clean_body(body: str) -> str:
     return "\n".join(lines).strip()
 
 
-def ground(body: str, knowledge: dict, question: str = "", kb=None) -> GroundedAnswer:
+def ground(body: str, knowledge: dict, question: str = "", kb=None, stop_at_failure: bool = True) -> GroundedAnswer:
     """The model's body through the claim check + the real provenance line.
 
     Sentences that state anything the knowledge does not are dropped (recorded in `dropped`); a dropped
@@ -115,16 +115,30 @@ def ground(body: str, knowledge: dict, question: str = "", kb=None) -> GroundedA
     see `claims.Checker`) keeps that head, closed with 。, so what a stream sent of it stays in the answer.
     A plain listing follows them of every field of the knowledge that no remaining sentence states (all of it
     when none states a fact), so a field the model left out or a sentence the check dropped still reaches the
-    user, verbatim and cited.
+    user, verbatim and cited. With `stop_at_failure` (PipelineConfig.stop_at_failed_sentence) nothing the
+    model wrote after the first dropped sentence is used.
     """
-    check = check_answer(clean_body(body), knowledge, question, kb, heads=True)
+    check = check_answer(clean_body(body), knowledge, question, kb, heads=True, stop_at_failure=stop_at_failure)
     kept = list(check.kept)
-    stated = {(f.entity, f.predicate) for c in kept for f in c.facts}
-    rest = {e: {p: v for p, v in preds.items() if (e, p) not in stated} for e, preds in knowledge.items()}
     # appended, not prepended: a streamed answer has already sent the kept sentences
-    kept += [check_sentence(s, knowledge, question, kb) for s in listing_sentences(rest)]
+    kept += [check_sentence(s, knowledge, question, kb) for s in listing_sentences(unstated(knowledge, kept))]
     out = "".join(c.sentence for c in kept)
     return GroundedAnswer(f"{out}\n{provenance_line(knowledge)}", tuple(kept), check.dropped, raw=body)
+
+
+def unstated(knowledge: dict, kept: list[SentenceCheck]) -> dict:
+    """The knowledge the kept sentences do not state: every field none of them states, and the values of a
+    partly stated field that no kept sentence writes (the whole field again when those are more than a listing
+    shows, so its count stays the field's)."""
+    fields = {(f.entity, f.predicate) for c in kept for f in c.facts}
+    written = "".join(c.sentence for c in kept)
+    rest: dict[str, dict[str, list[str]]] = {}
+    for e, preds in knowledge.items():
+        for p, values in preds.items():
+            left = [v for v in values if clean_value(v) not in written] if (e, p) in fields else values
+            if _shown(left):
+                rest.setdefault(e, {})[p] = values if len(_shown(left)) > LIST_CAP else left
+    return rest
 
 
 def unchecked(body: str, knowledge: dict) -> GroundedAnswer:
@@ -181,9 +195,14 @@ class AnswerStream:
     so a body rarely has one). The rest comes with the final answer.
     """
 
-    def __init__(self, knowledge: dict, question: str = "", kb=None, claim_check: bool = True, clauses: bool = True):
+    def __init__(self, knowledge: dict, question: str = "", kb=None, claim_check: bool = True, clauses: bool = True,
+                 stop_at_failure: bool = True):
         self.checker = Checker(knowledge, question, kb) if claim_check else None
         self.clauses = clauses
+        self.stop_at_failure = stop_at_failure
+        # a sentence failed the check (complete, or unfinished with a value under a wrong field name): with
+        # stop_at_failure the body ends there and nothing more settles
+        self.failed = False
         self.protected = sorted({v for v in map(clean_value, (f.value for f in knowledge_facts(knowledge)))
                                  if len(v) > 1 and any(ch in v for ch in SENTENCE_END)})
         self.text = ""  # settled so far
@@ -226,7 +245,12 @@ class AnswerStream:
                 if split:
                     self._settle(text[self._start:i + 1].strip())
                     self._start = i + 1
+                    if self._frozen:
+                        return
             i += 1
+        if self.stop_at_failure and self.checker.wrong_field(text[self._start:unsure]):
+            self.failed = self._frozen = True  # the sentence cannot pass: it ends the body (head settled so far)
+            return
         if not self.clauses:
             return
         rest = text[self._start:]
@@ -264,6 +288,8 @@ class AnswerStream:
             if not final.startswith(self._head):  # cannot happen: a head only grows (claims.Checker)
                 raise AssertionError(f"settled {self._head!r} is not a prefix of {final!r}")
             self.text += final[len(self._head):]
+            if not check.ok and self.stop_at_failure:  # `ground` uses nothing after it: neither may the stream
+                self.failed = self._frozen = True
         self._head = ""
         self._next_cut = 1
 
@@ -293,7 +319,8 @@ class AnswerStage:
 
     def stream(self, question: str, knowledge: dict, clauses: bool = True) -> AnswerStream:
         """What a streamed answer may send while it is generated (see AnswerStream); `question` as `run` gets it."""
-        return AnswerStream(knowledge, question, self.kb, self.config.claim_check, clauses)
+        return AnswerStream(knowledge, question, self.kb, self.config.claim_check, clauses,
+                            self.config.stop_at_failed_sentence)
 
     def run(self, questions: list[str], knowledges: list[dict], max_new_tokens: list[int] | None = None,
             streamer=None) -> list[GroundedAnswer]:
@@ -304,21 +331,41 @@ class AnswerStage:
             return []
         caps = max_new_tokens or [self.config.max_answer_tokens] * len(questions)
         prompts = [self.fmt.answer_prompt(q, k) for q, k in zip(questions, knowledges, strict=True)]
+        stopping = self.config.claim_check and self.config.stop_at_failed_sentence
+        stop = self._failure_stop(questions, knowledges) if stopping else None
         with int8_steps():  # a quantized model's decode steps run int8 here (ktune.pipeline.precision)
-            beams = self._generate(prompts, caps, streamer)
+            beams = self._generate(prompts, caps, streamer, stop)
         bodies = [b.text if len(b.tokens) <= cap else self.decoder.tokenizer.decode(b.tokens[:cap], skip_special_tokens=True)
                   for b, cap in zip(beams, caps, strict=True)]
         if not self.config.claim_check:  # the model's body as it wrote it (for before/after comparisons)
             return [unchecked(b, k) for b, k in zip(bodies, knowledges, strict=True)]
-        return [ground(b, k, q, self.kb) for b, q, k in zip(bodies, questions, knowledges, strict=True)]
+        return [ground(b, k, q, self.kb, stopping) for b, q, k in zip(bodies, questions, knowledges, strict=True)]
 
-    def _generate(self, prompts: list[str], caps: list[int], streamer) -> list:
+    def _failure_stop(self, questions: list[str], knowledges: list[dict]):
+        """A decoder RowStop: a row is done once a complete sentence of its body fails the claim check (`ground`
+        with stop_at_failure uses nothing after it, so the answer is the same as generating to the end)."""
+        tokenizer = getattr(self.decoder, "tokenizer", None)
+        if tokenizer is None:  # a remote backend's decoder: completions come back whole
+            return None
+        streams = [AnswerStream(k, q, self.kb, clauses=False) for q, k in zip(questions, knowledges, strict=True)]
+        seen = [0] * len(streams)
+
+        def stop(row: int, tokens: list[int]) -> bool:
+            if len(tokens) != seen[row]:
+                seen[row] = len(tokens)  # a character split across tokens decodes to U+FFFD until it is whole
+                streams[row].update(tokenizer.decode(tokens, skip_special_tokens=True).rstrip("\ufffd"))
+            return streams[row].failed
+
+        return stop
+
+    def _generate(self, prompts: list[str], caps: list[int], streamer, stop=None) -> list:
         if streamer is not None:  # a streamer follows the rows of one generation: the batch as it came
-            beams = self.decoder.greedy(prompts, max(caps), streamer=streamer)
+            beams = self.decoder.greedy(prompts, max(caps), streamer=streamer, stop=stop)
         else:  # rows of similar length together: one long knowledge list must not pad every row to its length
             beams = [None] * len(prompts)
             for group in length_groups([len(p) for p in prompts]):
-                done = self.decoder.greedy([prompts[i] for i in group], max(caps[i] for i in group))
+                row_stop = None if stop is None else (lambda r, t, group=group: stop(group[r], t))
+                done = self.decoder.greedy([prompts[i] for i in group], max(caps[i] for i in group), stop=row_stop)
                 for i, beam in zip(group, done, strict=True):
                     beams[i] = beam
         return beams

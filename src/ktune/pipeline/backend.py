@@ -129,7 +129,8 @@ class RemoteDecoder:
         self.client, self.fmt, self.grammar_field = client, prompt_format, grammar_field
 
     def greedy(self, prompts: list[str], max_new_tokens: int, grammar: KeyGrammar | None = None,
-               forced=None, streamer=None) -> list[Beam]:
+               forced=None, streamer=None, stop=None) -> list[Beam]:
+        """`stop` is not applied: the server's completion comes back whole (the answer policy is the same)."""
         if streamer is not None:
             raise ConfigError("streamed answers need the local backend")
         if forced:

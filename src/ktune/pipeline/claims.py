@@ -215,9 +215,12 @@ def _mentions(kb, text: str):
     return kb.linker.find_mentions(text) if kb is not None else []
 
 
-def check_answer(body: str, knowledge: dict, question: str = "", kb=None, heads: bool = False) -> ClaimCheck:
+def check_answer(body: str, knowledge: dict, question: str = "", kb=None, heads: bool = False,
+                 stop_at_failure: bool = False) -> ClaimCheck:
     """`check_sentence` over every sentence of `body`; kept and dropped sentences in answer order. With `heads`,
-    a dropped sentence's verified head (`Checker.head`) is kept in its place."""
+    a dropped sentence's verified head (`Checker.head`) is kept in its place. With `stop_at_failure`, the first
+    dropped sentence ends the body: what the model wrote after it is not used (a model that has just stated
+    something the knowledge does not say is not trusted for the rest; stage 3 stops generating there)."""
     checker = Checker(knowledge, question, kb)
     kept, dropped = [], []
     for sentence in split_sentences(body, knowledge):
@@ -229,12 +232,16 @@ def check_answer(body: str, knowledge: dict, question: str = "", kb=None, heads:
         head = checker.head(check.sentence) if heads else None
         if head is not None:
             kept.append(head)
+        if stop_at_failure:
+            break
     return ClaimCheck(tuple(kept), tuple(dropped))
 
 
 # --- clauses: the check on a prefix of a sentence ------------------------------------------------
 CLAUSE_END = "、；;，," + SENTENCE_END  # a clause ends right before one of these
 HEAD_END = "。"  # what closes a head
+FIELD_COLON = re.compile(r"[：:]")  # a field name's colon before its values ("X的不良反应：恶心")
+FIELD_VALUE_END = re.compile(r"[：:、；;，,。！？!?]")  # what ends the first value after it
 
 
 class Checker:
@@ -251,6 +258,11 @@ class Checker:
         self.idx = index_knowledge(knowledge, kb)
         self.question = question
         self.kb = kb
+        # the KB schema's field names, longest first, and those this knowledge does not have (wrong_field)
+        own = self.idx.predicates | self.idx.attributes
+        self.fields = [] if kb is None else sorted(
+            {p for a in kb.schema.attributes.values() for p in (a.name, *a.predicates)} | own, key=len, reverse=True)
+        self.foreign = {p for p in self.fields if p not in own}
 
     def sentence(self, sentence: str) -> SentenceCheck:
         return _check(sentence, self.idx, self.question, self.kb)
@@ -267,6 +279,19 @@ class Checker:
             return None
         values = [sp.text for sp in find_spans(check.sentence, self.idx) if sp.kind == "value"]
         return check if len(values) == len(set(values)) else None
+
+    def wrong_field(self, text: str) -> bool:
+        """`text`, an unfinished sentence, lists a value of the knowledge under a field name the knowledge does not
+        have ("X的用法用量：不适、" when 不适 is one of X's 不良反应; the value must be complete, a separator after
+        it): no continuation can make that sentence one the check keeps, so a stream may end the body there."""
+        for colon in FIELD_COLON.finditer(text):
+            parts = FIELD_VALUE_END.split(text[colon.end():], maxsplit=1)
+            if len(parts) < 2 or parts[0] not in self.idx.values:
+                continue
+            field = next((p for p in self.fields if text[:colon.start()].endswith(p)), None)  # the longest name
+            if field in self.foreign:
+                return True
+        return False
 
     def head(self, sentence: str) -> SentenceCheck | None:
         """The longest verified clause of `sentence` (closed with 。), or None."""

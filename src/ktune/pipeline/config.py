@@ -79,6 +79,10 @@ class PipelineConfig:
     # the claim check (ktune.pipeline.claims): answer sentences that state anything the knowledge does not are
     # dropped, premise questions ("X可以治疗Y吗") are decided from the KB; False = the model's text as written
     claim_check: bool = True
+    # with the claim check: the first answer sentence it drops ends the model's text (nothing the model writes
+    # after a sentence the knowledge does not support is used; the unstated fields follow as the cited listing)
+    # and stage 3 stops generating that row there; False = every later sentence is checked on its own
+    stop_at_failed_sentence: bool = True
     # stage-3 greedy decoding: "draft" drafts with the LM head's rows for the answer phrasing and the prompt's
     # tokens and checks every draft with the whole head (ktune.pipeline.decode: the same tokens as "full", most
     # steps without reading the 262k-row head); "full" = generate() with the whole head at every step
