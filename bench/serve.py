@@ -10,10 +10,11 @@ reports the time to the first answer text (`/v1/ask` with `stream: true`, first 
 table) so N processes can be compared with 1 on this machine; `--threads` is then the torch threads of each
 process (default: the physical cores divided among the processes).
 
-`--first-text N` compares the two ways an answer streams (`ktune serve --stream-by sentence|clause`): one
+`--first-text N` compares ways an answer streams (`--first-text-modes`, default `ktune serve --stream-by
+sentence` and `clause`; `clause-nostop` serves without stopping an answer at its first dropped sentence): one
 server each, the same N questions streamed by a single client one after another; it prints the time to the
 lookup, to the first answer text and to the whole answer, how often the first text came before the answer was
-complete, and whether both servers sent the same final answers and deltas that add up to them.
+complete, how many final answers equal the first mode's and whether the deltas add up to them.
 
     python bench/serve.py --run runs/demo --questions tests/fixtures/human_questions.jsonl
     python bench/serve.py --run runs/demo --answers none --first-text 6    # only the streaming comparison
@@ -29,6 +30,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -202,17 +204,26 @@ async def first_text_mode(base, questions) -> list[dict]:
 
 
 def first_text_compare(args) -> list[dict]:
-    """`--stream-by sentence` vs `clause`: one server each, the same questions streamed one after another."""
+    """The streaming modes of `--first-text-modes` (`ktune serve --stream-by sentence|clause`; a `-nostop` mode
+    serves with `stop_at_failed_sentence` off, the answer policy before stage 3 stopped at a dropped
+    sentence): one server each, the same questions streamed one after another."""
     questions = read_questions(args.questions, args.first_text)
     runs = {}
-    for mode in ("sentence", "clause"):
-        proc, base, _ = start_server(args, 1, "--stream-by", mode)
+    for mode in args.first_text_modes:
+        by, _, policy = mode.partition("-")
+        extra = ["--stream-by", by]
+        if policy == "nostop":
+            config = Path(tempfile.mkdtemp()) / "pipeline.json"
+            config.write_text(json.dumps({"stop_at_failed_sentence": False}), encoding="utf-8")
+            extra += ["--config", str(config)]
+        proc, base, _ = start_server(args, 1, *extra)
         try:
             runs[mode] = asyncio.run(first_text_mode(base, questions))
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-        print(f"first text, stream by {mode}: done", flush=True)
+        print(f"first text, {mode}: done", flush=True)
+    first = [a["answer"] for a in runs[args.first_text_modes[0]]]
     rows = []
     for mode, got in runs.items():
         answered = [g for g in got if g["error"] is None and not g["refused"]]
@@ -224,20 +235,19 @@ def first_text_compare(args) -> list[dict]:
                      "first_p50": pct(firsts, 0.5), "first_p95": pct(firsts, 0.95), "first_max": max(firsts, default=float("nan")),
                      "done_p50": pct([g["done"] for g in answered], 0.5), "early": early,
                      "adds_up": all("".join(g["deltas"]) == g["answer"] for g in got if g["error"] is None),
+                     "same_final_answers": sum(a == b["answer"] for a, b in zip(first, got, strict=True)),
                      "per_question": [{k: g[k] for k in ("question", "lookup", "first", "done")} for g in got]})
-    same = [a["answer"] for a in runs["sentence"]] == [a["answer"] for a in runs["clause"]]
-    for row in rows:
-        row["same_final_answers"] = same
     return rows
 
 
 def first_text_table(rows) -> str:
     out = ["| stream by | answered | lookup p50 s | first text p50 s | p95 s | max s | whole answer p50 s | "
-           "first text before the end | deltas add up | same final answers |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "first text before the end | deltas add up | final answers as the first mode's |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['mode']} | {r['answered']}/{r['requests']} | {r['lookup_p50']:.2f} | {r['first_p50']:.2f} | "
                    f"{r['first_p95']:.2f} | {r['first_max']:.2f} | {r['done_p50']:.2f} | {r['early']} | "
-                   f"{'yes' if r['adds_up'] else 'NO'} | {'yes' if r['same_final_answers'] else 'NO'} |")
+                   f"{'yes' if r['adds_up'] else 'NO'} | {r['same_final_answers']}/{r['requests']} |")
     return "\n".join(out)
 
 
@@ -296,7 +306,10 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", default="1", type=lambda s: [int(x) for x in s.split(",")],
                     help="worker-process counts to compare, e.g. 1,2 (`ktune serve --workers N`, one server each)")
     ap.add_argument("--first-text", type=int, default=0, metavar="N",
-                    help="also compare --stream-by sentence and clause on N streamed questions (two more servers)")
+                    help="also compare streaming modes on N streamed questions (one more server per mode)")
+    ap.add_argument("--first-text-modes", default="sentence,clause", type=lambda s: s.split(","),
+                    help="modes for --first-text: sentence, clause, and the same with -nostop (stage 3 not stopped "
+                    "at the first dropped sentence), e.g. clause-nostop,clause")
     ap.add_argument("--batch-size", type=int, help="the worker's largest batch (default: the pipeline's, 16)")
     ap.add_argument("--quantize", choices=("none", "int8", "auto"),
                     help="the servers' --quantize (default: ktune serve's, none)")
