@@ -69,3 +69,19 @@ def test_checked_clauses_are_sent_as_they_are_verified_and_stay_in_the_final_ans
     assert got == ["根据知识库，急性中耳炎的药物治疗：阿莫西林", "，头孢菌素", "。"]
     assert ground(body, OTITIS, "急性中耳炎吃什么药？", mini_kb).text.startswith(
         "".join(got) + "根据知识库，急性中耳炎的药物治疗：镇痛药。")
+
+
+def test_one_row_takes_the_verified_tokens_of_draft_and_verify_several_at_a_time(tiny_lm, mini_kb):
+    _, tok = tiny_lm
+    body = "根据知识库，急性中耳炎的药物治疗：阿莫西林，头孢菌素。"
+    one_by_one, chunked = [], []
+    for got, chunk in ((one_by_one, 1), (chunked, 5)):
+        row = RowStream(AnswerStream(OTITIS, "急性中耳炎吃什么药？", mini_kb), 100, got.append)
+        streamer = AnswerStreamer(tok, [tok.eos_token_id], tok.pad_token_id, [row])
+        streamer.put(torch.zeros((1, 3), dtype=torch.long))  # the prompt
+        ids = _ids(tok, body)
+        for i in range(0, len(ids), chunk):
+            streamer.put(torch.tensor(ids[i:i + chunk]))
+        streamer.end()
+        assert row.tokens == ids
+    assert "".join(chunked) == "".join(one_by_one) == body

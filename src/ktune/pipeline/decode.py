@@ -85,12 +85,14 @@ class Decoder(GreedyDecoder):
                forced: list[list[int]] | None = None, streamer=None, stop: RowStop | None = None) -> list[Beam]:
         """One greedy continuation per prompt, cut at the stop; under `grammar` when given (which then also
         sees the `forced` query tokens placed after each prompt). `streamer` (a transformers streamer) gets
-        the prompt ids, then each step's tokens for the whole batch; without one, free decoding drafts and
-        verifies (same tokens, see draft_and_verify). `stop(row, tokens)`: True ends that row early (its
+        the prompt ids, then each step's tokens for the whole batch (one prompt: its verified tokens as they are
+        accepted); free decoding drafts and verifies (same tokens, see draft_and_verify), a batch with a streamer
+        runs through generate(). `stop(row, tokens)`: True ends that row early (its
         continuation so far is a prefix of the unstopped one)."""
-        if grammar is None and not forced and streamer is None and self.can_draft():
+        if grammar is None and not forced and (streamer is None or len(prompts) == 1) and self.can_draft():
             ids = [self.fmt.encode_prompt(self.tokenizer, p) for p in prompts]
-            return [Beam(*self._text(row), 0.0) for row in self.draft_and_verify(ids, max_new_tokens, stop=stop)]
+            rows = self.draft_and_verify(ids, max_new_tokens, streamer=streamer, stop=stop)
+            return [Beam(*self._text(row), 0.0) for row in rows]
         input_ids, mask = self.encode_prompts(prompts, forced)
         processors = self._processors(grammar, input_ids.shape[1], forced)
         extra = {}

@@ -53,7 +53,10 @@ class AnswerStreamer:
             return
         if self.should_stop():
             raise GenerationStopped()
-        for row, token in zip(self.rows, value.reshape(-1).tolist(), strict=True):
+        tokens = value.reshape(-1).tolist()
+        # generate() puts one token per row; draft-and-verify (one row) its newly verified tokens together
+        pairs = [(self.rows[0], t) for t in tokens] if len(self.rows) == 1 else zip(self.rows, tokens, strict=True)
+        for row, token in pairs:
             if row.ended:
                 continue
             if token in self.end_ids or token == self.pad_id:
