@@ -12,6 +12,8 @@ Both share one loaded model, grammar and KB. For each path: stage-1 questions/s 
 answer tokens/s, peak RSS during the path's calls, retrieval accuracy against the split's gold queries, and how
 many queries and answer texts the two paths share. Single-question calls alternate old / new, so a change in the
 machine's load hits both. Other processes' CPU use over the run is printed with the numbers.
+--paths stop: the paths are "no stop" (stop_at_failed_sentence off: every sentence generated and checked) and
+"stop" (the default: the first dropped sentence ends the model's text and its generation).
 --quantize int8: the paths are "fp32" (the defaults) and "int8" (the defaults on a second copy of the run whose
 decoder body is dynamic int8, ktune.pipeline.quantize) instead of old and new.
 --variants: stage-1 accuracy of every query mode on the human-style questions (tests/fixtures).
@@ -34,7 +36,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HUMAN = ROOT / "tests" / "fixtures" / "human_questions.jsonl"
-PATHS = {"old": {"answer_decoding": "full", "query_lookup": 0}, "new": {}}
+PATH_SETS = {  # --paths: the two PipelineConfig overrides compared
+    "decoding": {"old": {"answer_decoding": "full", "query_lookup": 0}, "new": {}},
+    "stop": {"no stop": {"stop_at_failed_sentence": False}, "stop": {}},
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -215,6 +220,9 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
                    help="int8: compare the fp32 defaults with the int8-quantized model (paths fp32 and int8)")
+    p.add_argument("--paths", choices=PATH_SETS, default="decoding",
+                   help="decoding: old vs new decoding (default); stop: stage 3 not stopped at the first dropped "
+                        "sentence vs stopped (the default answer policy)")
     p.add_argument("--variants", action="store_true", help="also: stage-1 accuracy of every query mode (human set)")
     p.add_argument("--modes", default="free,greedy,beam,rerank,fallback")
     p.add_argument("--json", type=Path, help="also write the numbers to this file")
@@ -235,7 +243,7 @@ def main(argv=None) -> int:
     run = load_run(Path(args.run), dtype=None if args.dtype == "auto" else args.dtype)
     kb = KnowledgeBase.open(args.kb)
     pipelines, grammar = {}, None
-    models = {name: (run.model, overrides) for name, overrides in PATHS.items()}
+    models = {name: (run.model, overrides) for name, overrides in PATH_SETS[args.paths].items()}
     if args.quantize == "int8":
         from ktune.pipeline.quantize import quantize_int8
 
