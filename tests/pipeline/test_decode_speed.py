@@ -325,3 +325,33 @@ def test_a_streamed_row_is_verified_at_once_after_a_clause_end_token(tiny_lm):
     assert decoder._flush_ids() == frozenset({plain[2]})
     fresh = Decoder(model, tok, PromptFormat(), draft_ids=list(range(10, 200)))
     assert all(any(ch in "、；;，,。！？!?\n" for ch in tok.decode([t])) for t in fresh._flush_ids())
+
+
+def test_a_batch_streams_row_by_row_to_a_streamer_that_follows_rows(tiny_lm):
+    model, tok = tiny_lm
+
+    class Rows:
+        def __init__(self, n):
+            self.rows, self.puts = [[] for _ in range(n)], 0
+
+        def put(self, value):
+            self.puts += 1
+
+        def put_row(self, index, tokens):
+            self.rows[index].extend(tokens)
+
+        def end(self):
+            pass
+
+    decoder = Decoder(model, tok, PromptFormat(), draft_ids=list(range(10, 200)))
+    prompts = _prompts(tok, 3, seed=5)
+    plain = decoder.draft_and_verify(prompts, 20)
+    rows = Rows(3)
+    assert decoder.draft_and_verify(prompts, 20, streamer=rows) == plain
+    assert rows.rows == plain and rows.puts == 0  # every verified token, in its row, and no batch-wide put
+    fmt = PromptFormat()
+    texts = [fmt.query_prompt(q) for q in QUESTIONS[:3]]
+    rows = Rows(3)
+    assert [b.tokens for b in decoder.greedy(texts, 20, streamer=rows)] == [b.tokens for b in decoder.greedy(texts, 20)]
+    with pytest.raises(ValueError, match="one prompt"):
+        decoder.draft_and_verify(prompts, 4, streamer=type("Plain", (), {"put": lambda s, v: None})())

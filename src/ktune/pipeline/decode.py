@@ -88,10 +88,11 @@ class Decoder(GreedyDecoder):
         """One greedy continuation per prompt, cut at the stop; under `grammar` when given (which then also
         sees the `forced` query tokens placed after each prompt). `streamer` (a transformers streamer) gets
         the prompt ids, then each step's tokens for the whole batch (one prompt: its verified tokens as they are
-        accepted); free decoding drafts and verifies (same tokens, see draft_and_verify), a batch with a streamer
-        runs through generate(). `stop(row, tokens)`: True ends that row early (its
+        accepted; a streamer with `put_row` gets each row's verified tokens); free decoding drafts and verifies
+        (same tokens, see draft_and_verify), a batch with a plain streamer runs through generate(). `stop(row, tokens)`: True ends that row early (its
         continuation so far is a prefix of the unstopped one)."""
-        if grammar is None and not forced and (streamer is None or len(prompts) == 1) and self.can_draft():
+        rows_streamed = streamer is None or len(prompts) == 1 or hasattr(streamer, "put_row")
+        if grammar is None and not forced and rows_streamed and self.can_draft():
             ids = [self.fmt.encode_prompt(self.tokenizer, p) for p in prompts]
             rows = self.draft_and_verify(ids, max_new_tokens, streamer=streamer, stop=stop)
             return [Beam(*self._text(row), 0.0) for row in rows]
@@ -153,12 +154,12 @@ class Decoder(GreedyDecoder):
         """Greedy continuations (token ids, ending with the end token when one is produced) of encoded prompts:
         exactly the tokens greedy decoding with the whole head gives, computed as the module docstring says.
         `stats`: filled with what the call did."""
-        if streamer is not None and len(prompts) != 1:
-            raise ValueError("a streamer follows one prompt; decode a batch without one")
+        if streamer is not None and len(prompts) != 1 and not hasattr(streamer, "put_row"):
+            raise ValueError("a streamer follows one prompt; decode a batch without one (or give it put_row)")
         stats = stats if stats is not None else DraftStats()
         accepted: list[list[int]] = [[] for _ in prompts]
         todo = list(range(len(prompts)))
-        if streamer is not None:
+        if streamer is not None and len(prompts) == 1:
             streamer.put(torch.tensor([prompts[0]], dtype=torch.long))
         while todo:
             stats.rounds += 1
@@ -186,7 +187,7 @@ class Decoder(GreedyDecoder):
         # whole: decode with the whole head (every output final, nothing to verify) after too many replaced drafts
         whole = stats.whole_head = stats.whole_head or stats.rejected > MAX_REJECTED_PER_ROW * n
         recorder = _Recorder(self._full_head() if whole else head)
-        flush = self._flush_ids() if streamer is not None else frozenset()
+        flush = self._flush_ids() if streamer is not None and n == 1 else frozenset()  # a batch verifies in chunks
         lm = with_head(self.base_model, recorder)
         input_ids, mask = self._pad(seqs)
         position = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -210,7 +211,7 @@ class Decoder(GreedyDecoder):
                     if whole:
                         accepted[i].append(tokens[r])
                         if streamer is not None:
-                            streamer.put(torch.tensor(feed[r], dtype=torch.long))
+                            _emit(streamer, i, feed[r])
                     else:
                         pending[r].append((tokens[r], hidden[r]))
                         stats.drafted += 1
@@ -295,7 +296,7 @@ class Decoder(GreedyDecoder):
             accepted[todo[r]].extend(new)
             pending[r] = []
             if streamer is not None and new:
-                streamer.put(torch.tensor(new, dtype=torch.long))
+                _emit(streamer, todo[r], new)
         return cut
 
     @staticmethod
@@ -336,6 +337,14 @@ class _Recorder(nn.Module):
 
 
 
+
+
+def _emit(streamer, row: int, tokens: list[int]) -> None:
+    """A row's newly verified tokens to the streamer: `put_row` where it follows rows, else `put` (one prompt)."""
+    if hasattr(streamer, "put_row"):
+        streamer.put_row(row, tokens)
+    else:
+        streamer.put(torch.tensor(tokens, dtype=torch.long))
 
 def _stopping_criteria(stop: RowStop, prompt_len: int, end_ids: set[int]):
     """A RowStop for generate(): rows it ends get the pad token from then on (generate's unfinished rows)."""

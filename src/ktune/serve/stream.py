@@ -36,7 +36,8 @@ class RowStream:
 
 
 class AnswerStreamer:
-    """The transformers streamer protocol (`put`, `end`) for a batch of answers (rows in batch order)."""
+    """The transformers streamer protocol (`put`, `end`) for a batch of answers (rows in batch order), and
+    `put_row` for a decoder that streams each row's tokens on their own (ktune.pipeline.decode's draft-and-verify)."""
 
     def __init__(self, tokenizer, end_ids, pad_id: int, rows: list[RowStream],
                  should_stop: Callable[[], bool] = lambda: False):
@@ -57,16 +58,26 @@ class AnswerStreamer:
         # generate() puts one token per row; draft-and-verify (one row) its newly verified tokens together
         pairs = [(self.rows[0], t) for t in tokens] if len(self.rows) == 1 else zip(self.rows, tokens, strict=True)
         for row, token in pairs:
-            if row.ended:
-                continue
-            if token in self.end_ids or token == self.pad_id:
-                row.ended = True
-                continue
-            row.tokens.append(token)
-            if len(row.tokens) >= row.cap:
-                row.ended = row.capped = True
-            if row.sink is not None and row.answer is not None:
-                self._send(row)
+            self._take(row, token)
+
+    def put_row(self, index: int, tokens: list[int]) -> None:
+        """Newly verified tokens of one row (draft-and-verify over a batch streams row by row)."""
+        if self.should_stop():
+            raise GenerationStopped()
+        for token in tokens:
+            self._take(self.rows[index], token)
+
+    def _take(self, row: RowStream, token: int) -> None:
+        if row.ended:
+            return
+        if token in self.end_ids or token == self.pad_id:
+            row.ended = True
+            return
+        row.tokens.append(token)
+        if len(row.tokens) >= row.cap:
+            row.ended = row.capped = True
+        if row.sink is not None and row.answer is not None:
+            self._send(row)
 
     def end(self) -> None:
         """Nothing to flush: what is not settled yet comes with the final answer."""
