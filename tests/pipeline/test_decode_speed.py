@@ -298,35 +298,6 @@ def test_stage_3_stops_a_row_at_its_first_dropped_sentence_and_answers_as_from_t
     assert whole[0].text != stopped[0].text  # the old policy kept the later true sentence
 
 
-def test_a_streamed_row_is_verified_at_once_after_a_clause_end_token(tiny_lm):
-    model, tok = tiny_lm
-
-    class Collect:
-        def __init__(self):
-            self.puts = []
-
-        def put(self, value):
-            self.puts.append(value.reshape(-1).tolist())
-
-        def end(self):
-            pass
-
-    decoder = Decoder(model, tok, PromptFormat(), draft_ids=list(range(10, 200)))
-    prompt = _prompts(tok, 1, seed=3)
-    plain = decoder.draft_and_verify(prompt, 24)[0]
-    assert len(plain) > 4 and plain[2] in decoder.draft_ids
-    decoder._flush = frozenset({plain[2]})  # stand for 、/，/。: the tiny model writes none of them
-    streamed = Collect()
-    assert decoder.draft_and_verify(prompt, 24, streamer=streamed) == [plain]  # the same tokens
-    chunks = streamed.puts[1:]
-    assert sum(chunks, []) == plain
-    assert any(c[-1] == plain[2] for c in chunks)  # a chunk ends right at the flush token...
-    assert all(plain[2] not in c[:-1] for c in chunks)  # ...and never carries one past it
-    assert decoder._flush_ids() == frozenset({plain[2]})
-    fresh = Decoder(model, tok, PromptFormat(), draft_ids=list(range(10, 200)))
-    assert all(any(ch in "、；;，,。！？!?\n" for ch in tok.decode([t])) for t in fresh._flush_ids())
-
-
 def test_a_batch_streams_row_by_row_to_a_streamer_that_follows_rows(tiny_lm):
     model, tok = tiny_lm
 

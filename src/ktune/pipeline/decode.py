@@ -33,7 +33,6 @@ VERIFY_EVERY = 16  # drafted tokens checked per whole-head product: fewer wasted
 # Replaced drafts per row after which a call decodes with the whole head at every step (as generate() does): a
 # model whose answers leave the draft vocabulary would otherwise pay a cut and re-feed for most chunks.
 MAX_REJECTED_PER_ROW = 4
-STREAM_FLUSH = "、；;，,。！？!?\n"  # clause and sentence ends (ktune.pipeline.claims.CLAUSE_END) and the stop
 # An early stop per row: (row index in the call, the row's tokens so far) -> True when the row is done.
 RowStop = Callable[[int, list[int]], bool]
 
@@ -71,7 +70,6 @@ class Decoder(GreedyDecoder):
         super().__init__(model, tokenizer, prompt_format, head)
         self.draft_ids = None if draft_ids is None else sorted({*draft_ids, *self.end_ids, self.pad_id})
         self.lookup = 0  # prompt-lookup draft length for single ungrammared prompts (see with_head)
-        self._flush: frozenset[int] | None = None  # _flush_ids, computed on first use
 
     def with_head(self, head: nn.Module | None, lookup: int = 0) -> Decoder:
         """The same decoder seen through another output head (no draft-and-verify: the head is the choice).
@@ -187,7 +185,6 @@ class Decoder(GreedyDecoder):
         # whole: decode with the whole head (every output final, nothing to verify) after too many replaced drafts
         whole = stats.whole_head = stats.whole_head or stats.rejected > MAX_REJECTED_PER_ROW * n
         recorder = _Recorder(self._full_head() if whole else head)
-        flush = self._flush_ids() if streamer is not None and n == 1 else frozenset()  # a batch verifies in chunks
         lm = with_head(self.base_model, recorder)
         input_ids, mask = self._pad(seqs)
         position = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -215,7 +212,7 @@ class Decoder(GreedyDecoder):
                     else:
                         pending[r].append((tokens[r], hidden[r]))
                         stats.drafted += 1
-            if any(live[r] and self._verify_due(pending[r], len(accepted[i]), max_new_tokens, flush)
+            if any(live[r] and self._verify_due(pending[r], len(accepted[i]), max_new_tokens)
                    for r, i in enumerate(todo)):
                 cut = self._verify(todo, pending, accepted, live, stats, streamer, feed)
                 if cut:
@@ -236,19 +233,11 @@ class Decoder(GreedyDecoder):
                       cache_key: cache}
             out = lm(input_ids=torch.tensor(step, device=mask.device)[:, None], logits_to_keep=1, **kwargs)
 
-    def _verify_due(self, pending: list, n_accepted: int, max_new_tokens: int, flush: frozenset[int] = frozenset()) -> bool:
-        """A row's pending drafts are verified now: they reach max_new_tokens, end with an end token, number
-        VERIFY_EVERY, or (streaming) end with a token in `flush`."""
+    def _verify_due(self, pending: list, n_accepted: int, max_new_tokens: int) -> bool:
+        """A row's pending drafts are verified now: they reach max_new_tokens, end with an end token, or number
+        VERIFY_EVERY."""
         return bool(pending) and (n_accepted + len(pending) >= max_new_tokens or pending[-1][0] in self.end_ids
-                                  or len(pending) >= VERIFY_EVERY or pending[-1][0] in flush)
-
-    def _flush_ids(self) -> frozenset[int]:
-        """Draft tokens that write a clause or sentence end: a streamed row verifies at once after one, so a
-        checked clause reaches the reader without waiting for the rest of a VERIFY_EVERY chunk."""
-        if self._flush is None:
-            self._flush = frozenset(t for t in self.draft_ids
-                                    if any(ch in STREAM_FLUSH for ch in self.tokenizer.decode([t])))
-        return self._flush
+                                  or len(pending) >= VERIFY_EVERY)
 
     @staticmethod
     def _rewind(cut: int, todo, base: list[int], accepted, live: list[bool], fed: list[list[int]],
