@@ -342,8 +342,9 @@ class AnswerStage:
         return [ground(b, k, q, self.kb, stopping) for b, q, k in zip(bodies, questions, knowledges, strict=True)]
 
     def _failure_stop(self, questions: list[str], knowledges: list[dict]):
-        """A decoder RowStop: a row is done once a complete sentence of its body fails the claim check (`ground`
-        with stop_at_failure uses nothing after it, so the answer is the same as generating to the end)."""
+        """A decoder RowStop: a row is done once a complete sentence of its body fails the claim check, or an
+        unfinished one lists a value under a field the knowledge lacks (AnswerStream.failed; `ground` with
+        stop_at_failure uses nothing after it, so the answer is the same as generating to the end)."""
         tokenizer = getattr(self.decoder, "tokenizer", None)
         if tokenizer is None:  # a remote backend's decoder: completions come back whole
             return None
