@@ -30,8 +30,8 @@ import json
 import os
 import socket
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path

@@ -116,9 +116,9 @@ MODEL_BODY = "根据知识库，利福平片可用于治疗肝胆管结石。利
 
 
 def test_the_pipeline_drops_a_model_sentence_the_knowledge_does_not_support(premise_tiny_qa, force_query, monkeypatch):
-    from ktune.pipeline.query import Query
-
     from dataclasses import replace
+
+    from ktune.pipeline.query import Query
 
     force_query(Query("利福平", "适应症", "利福平片", 0.9, "generic"))
     _model_writes(premise_tiny_qa, monkeypatch, MODEL_BODY)
