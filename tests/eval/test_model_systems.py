@@ -94,3 +94,19 @@ def test_answers_suite_runs_the_pipeline_and_the_instruction_baseline(tiny_eval_
     rows = [json.loads(x) for x in (tmp_path / "answers" / "test_seen" / "knowledge-tuned.jsonl")
             .read_text("utf-8").splitlines()]
     assert all(r["refused"] or "相关知识：" in r["answer"] for r in rows)  # answers carry provenance
+
+
+def test_eval_quantize_reaches_the_run_pipeline(tiny_eval_run, tmp_path):
+    from ktune.cli.main import make_parser
+    from ktune.eval.suites import EvalConfig, build_systems
+    from ktune.kb import KnowledgeBase
+
+    kb_path, data, run = tiny_eval_run
+    args = make_parser().parse_args(["eval", "--data", str(data), "--run", str(run), "--quantize", "int8"])
+    assert args.quantize == "int8"
+    cfg = EvalConfig(str(data), str(run), str(tmp_path), systems=("model",), real=False, progress=False,
+                     quantize="int8")
+    with KnowledgeBase.open(kb_path) as kb:
+        (system,) = build_systems(kb, cfg)
+        assert system.quantize == "int8" and "quantize int8" in system.note
+        assert system._load().config.quantize == "int8"  # the loaded pipeline's own setting

@@ -96,6 +96,8 @@ def test_eval_config_names_bad_values(eval_data, tmp_path):
         EvalConfig(str(tmp_path / "nope"), out=str(tmp_path))
     with pytest.raises(ConfigError, match="--out"):
         EvalConfig(str(eval_data))
+    with pytest.raises(ConfigError, match="quantize 'int4' is not one of"):
+        EvalConfig(str(eval_data), out=str(tmp_path), quantize="int4")
 
 
 def test_a_dataset_from_another_kb_is_flagged_in_the_report(mini_kb, eval_data, tmp_path):

@@ -67,6 +67,9 @@ def _add_options(p) -> None:
     p.add_argument("--predictions", metavar="FILE", action="append",
                    help="score a `ktune predict` JSONL file as one more system (repeatable)")
     p.add_argument("--baseline-run", metavar="RUN", help="instruction-tuned run for the answers suite")
+    p.add_argument("--quantize", choices=("none", "int8", "auto"),
+                   help=f"the run's answer decode steps (as `ktune ask --quantize`; default {d['quantize']}): "
+                        "int8 changes answers only, stage 1 stays fp32")
     p.add_argument("--items", metavar="FILE.jsonl", action="append",
                    help="labelled questions to score every system on, instead of the dataset (repeatable; "
                         "format below)")
@@ -122,7 +125,8 @@ def eval_defaults() -> dict:
     return {"run": None, "data": None, "suite": cfg["suite"], "premise_split": premise["split"].default,
             "no_claim_check": not premise["claim_check"].default, "out": None, "limit": cfg["limit"],
             "systems": cfg["systems"], "predictions": [], "baseline_run": None, "items": [],
-            "no_real": not cfg["real"], "judge_url": None, "judge_model": None, "fewshot_sizes": None,
+            "no_real": not cfg["real"], "quantize": cfg["quantize"], "judge_url": None, "judge_model": None,
+            "fewshot_sizes": None,
             "fewshot_max_steps": fewshot["max_steps"].default,
             "fewshot_max_minutes": fewshot["max_minutes"].default, "base": None, "kb": None, "schema": None}
 
@@ -134,7 +138,7 @@ def apply_settings(args) -> None:
     defaults = eval_defaults()
     kinds = {k: kind_of(v) for k, v in defaults.items()}
     kinds.update(limit=(int, type(None)), systems=(str, list), fewshot_sizes=(str, list, type(None)))
-    choices = {"suite": suite_choices(), "premise_split": PREMISE_SPLITS}
+    choices = {"suite": suite_choices(), "premise_split": PREMISE_SPLITS, "quantize": ("none", "int8", "auto")}
     values = file_settings(args.config, "eval", kinds, "ktune eval", choices) if args.config else {}
     for key, default in defaults.items():
         if getattr(args, key) is None:
@@ -161,7 +165,8 @@ def run_eval(args) -> int:
     cfg = EvalConfig(args.data, args.run, args.out, suite=args.suite,
                      systems=tuple(_split_list(args.systems) or ALL_SYSTEMS), predictions=tuple(args.predictions),
                      baseline_run=args.baseline_run, limit=args.limit, real=not args.no_real,
-                     items=tuple(args.items), progress=not args.json, backend=make_backend(args))
+                     items=tuple(args.items), progress=not args.json, backend=make_backend(args),
+                     quantize=args.quantize)
     kb = open_kb(args)
     results = {}
     if cfg.suite in ("retrieval", "all"):

@@ -147,7 +147,7 @@ def run_answers_suite(kb, cfg, systems=None, limit_per_split: int = 50) -> dict:
     if systems is None:
         systems = []
         if cfg.run_dir:
-            systems.append(PipelineSystem(cfg.run_dir, kb, with_answer=True, backend=cfg.backend))
+            systems.append(PipelineSystem(cfg.run_dir, kb, with_answer=True, backend=cfg.backend, quantize=cfg.quantize))
         if cfg.baseline_run:
             systems.append(InstructionSystem(cfg.baseline_run))
         systems += [PredictionsFile(p) for p in cfg.predictions]

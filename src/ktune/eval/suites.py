@@ -37,10 +37,15 @@ class EvalConfig:
     progress: bool = True
     extra: dict = field(default_factory=dict)
     backend: object = None  # what generates the run's queries and answers (ktune.pipeline.backend); None: local
+    quantize: str = "none"  # the run's PipelineConfig.quantize (int8: answer decode steps; retrieval is fp32's)
 
     def __post_init__(self):
         if self.suite not in SUITES:
             raise ConfigError(f"suite {self.suite!r} is not one of {', '.join(SUITES)}")
+        from ktune.pipeline.config import QUANTIZE
+
+        if self.quantize not in QUANTIZE:
+            raise ConfigError(f"quantize {self.quantize!r} is not one of {', '.join(QUANTIZE)}")
         bad = [s for s in self.systems if s not in ALL_SYSTEMS]
         if bad:
             raise ConfigError(f"unknown system(s) {bad}; choose from {', '.join(ALL_SYSTEMS)}")
@@ -83,9 +88,9 @@ def build_systems(kb, cfg: EvalConfig) -> list:
             continue
         elif key == "model":
             out.append(PipelineSystem(cfg.run_dir, kb, query_mode=cfg.extra.get("query_mode", "fallback"),
-                                      backend=cfg.backend))
+                                      backend=cfg.backend, quantize=cfg.quantize))
         elif key == "model-free":
-            out.append(PipelineSystem(cfg.run_dir, kb, query_mode="free", backend=cfg.backend))
+            out.append(PipelineSystem(cfg.run_dir, kb, query_mode="free", backend=cfg.backend, quantize=cfg.quantize))
         elif key == "oracle" and cfg.backend is not None:
             log.info("the oracle-entity ablation runs the run's model in this process: skipped with a remote backend")
         elif key == "oracle":

@@ -108,14 +108,16 @@ class PredictionsFile:
 
 class PipelineSystem:
     """The knowledge-tuned model through `ktune.pipeline.KnowledgeTunedQA`; `query_mode` "free" = no constraints.
-    `backend`: what generates queries and answers (ktune.pipeline.backend; None: the run's model here)."""
+    `backend`: what generates queries and answers (ktune.pipeline.backend; None: the run's model here);
+    `quantize`: PipelineConfig.quantize ("int8": the answer stage's decode steps)."""
 
     def __init__(self, run_dir, kb, query_mode: str | None = None, with_answer: bool = False, name: str | None = None,
-                 backend=None):
+                 backend=None, quantize: str = "none"):
         self.run_dir, self.kb, self.query_mode, self.with_answer = Path(run_dir), kb, query_mode, with_answer
-        self.backend = backend
+        self.backend, self.quantize = backend, quantize
         self.name = name or system_label(query_mode, backend)
         where = f", backend {backend.describe()}" if backend is not None else ""
+        where += f", quantize {quantize}" if quantize != "none" else ""
         self.note = f"ktune.pipeline.KnowledgeTunedQA, query mode {query_mode or 'default'}, run {self.run_dir}{where}"
         self._qa = None
 
@@ -127,7 +129,8 @@ class PipelineSystem:
                 raise ConfigError(
                     "the pipeline stage (ktune.pipeline) is not installed; score a `--predictions` file instead"
                 ) from exc
-            self._qa = _from_pretrained(KnowledgeTunedQA, self.run_dir, self.kb, self.query_mode, self.backend)
+            self._qa = _from_pretrained(KnowledgeTunedQA, self.run_dir, self.kb, self.query_mode, self.backend,
+                                        self.quantize)
         return self._qa
 
     def predict(self, questions: list[str]) -> list[Prediction]:
@@ -143,10 +146,12 @@ def system_label(query_mode: str | None, backend=None) -> str:
     return "knowledge-tuned" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _from_pretrained(cls, run_dir, kb, query_mode: str | None, backend=None):
-    """Build the pipeline with the requested query mode through its `config=PipelineConfig(...)` hook."""
-    if query_mode is None:
+def _from_pretrained(cls, run_dir, kb, query_mode: str | None, backend=None, quantize: str = "none"):
+    """Build the pipeline with the requested query mode and quantization through its `config=PipelineConfig(...)`
+    hook."""
+    settings = {k: v for k, v in (("query_mode", query_mode), ("quantize", quantize)) if v not in (None, "none")}
+    if not settings:
         return cls.from_pretrained(run_dir, kb=kb, backend=backend)
     from ktune.pipeline.config import PipelineConfig
 
-    return cls.from_pretrained(run_dir, kb=kb, config=PipelineConfig(query_mode=query_mode), backend=backend)
+    return cls.from_pretrained(run_dir, kb=kb, config=PipelineConfig(**settings), backend=backend)
