@@ -87,8 +87,8 @@ class Decoder(GreedyDecoder):
         sees the `forced` query tokens placed after each prompt). `streamer` (a transformers streamer) gets
         the prompt ids, then each step's tokens for the whole batch (one prompt: its verified tokens as they are
         accepted; a streamer with `put_row` gets each row's verified tokens); free decoding drafts and verifies
-        (same tokens, see draft_and_verify), a batch with a plain streamer runs through generate(). `stop(row, tokens)`: True ends that row early (its
-        continuation so far is a prefix of the unstopped one)."""
+        (same tokens, see draft_and_verify), a batch with a plain streamer runs through generate().
+        `stop(row, tokens)`: True ends that row early (its continuation so far is a prefix of the unstopped one)."""
         rows_streamed = streamer is None or len(prompts) == 1 or hasattr(streamer, "put_row")
         if grammar is None and not forced and rows_streamed and self.can_draft():
             ids = [self.fmt.encode_prompt(self.tokenizer, p) for p in prompts]
@@ -325,15 +325,13 @@ class _Recorder(nn.Module):
         return hidden
 
 
-
-
-
 def _emit(streamer, row: int, tokens: list[int]) -> None:
     """A row's newly verified tokens to the streamer: `put_row` where it follows rows, else `put` (one prompt)."""
     if hasattr(streamer, "put_row"):
         streamer.put_row(row, tokens)
     else:
         streamer.put(torch.tensor(tokens, dtype=torch.long))
+
 
 def _stopping_criteria(stop: RowStop, prompt_len: int, end_ids: set[int]):
     """A RowStop for generate(): rows it ends get the pad token from then on (generate's unfinished rows)."""
