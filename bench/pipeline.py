@@ -14,6 +14,8 @@ many queries and answer texts the two paths share. Single-question calls alterna
 machine's load hits both. Other processes' CPU use over the run is printed with the numbers.
 --paths stop: the paths are "no stop" (stop_at_failed_sentence off: every sentence generated and checked) and
 "stop" (the default: the first dropped sentence ends the model's text and its generation).
+--paths dead: "complete sentences" (session 8's stop: a sentence stops the body once complete and dropped) and
+"dead sentences" (the default: also as soon as no trained frame can begin it, Checker.dead).
 --quantize int8: the paths are "fp32" (the defaults) and "int8" (the defaults on a second copy of the run whose
 decoder body is dynamic int8, ktune.pipeline.quantize) instead of old and new.
 --variants: stage-1 accuracy of every query mode on the human-style questions (tests/fixtures).
@@ -31,6 +33,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,7 +42,25 @@ HUMAN = ROOT / "tests" / "fixtures" / "human_questions.jsonl"
 PATH_SETS = {  # --paths: the two PipelineConfig overrides compared
     "decoding": {"old": {"answer_decoding": "full", "query_lookup": 0}, "new": {}},
     "stop": {"no stop": {"stop_at_failed_sentence": False}, "stop": {}},
+    "dead": {"complete sentences": {}, "dead sentences": {}},
 }
+
+
+@contextmanager
+def without_dead_sentences():
+    """Session 8's stop: a sentence ends the body once complete and dropped, or listing a value under a field the
+    knowledge lacks; not yet when no trained frame can begin it (ktune.pipeline.claims.Checker.dead)."""
+    from ktune.pipeline.claims import Checker
+
+    dead = Checker.dead
+    Checker.dead = lambda self, text: False
+    try:
+        yield
+    finally:
+        Checker.dead = dead
+
+
+PATH_CONTEXTS = {"complete sentences": without_dead_sentences}  # a path's calls run inside its context
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -92,6 +113,9 @@ def compare(pipelines: dict, records: list[dict], answer_n: int, batch_size: int
     out = {name: {"stage1_b1_s": [], "answer_s": [], "answer_tokens": 0, "peak_rss_mb": 0.0} for name in pipelines}
     single: dict[str, list] = {name: [] for name in pipelines}
     questions = [r["question"] for r in records]
+    def context(name):
+        return PATH_CONTEXTS.get(name, nullcontext)()
+
     for qa in pipelines.values():  # warm-up: first-call costs (lazy heads, allocator) outside the timings
         qa.ask(questions[0])
     for q in questions:  # stage 1 + 2 at batch 1, alternating paths
@@ -108,7 +132,8 @@ def compare(pipelines: dict, records: list[dict], answer_n: int, batch_size: int
         for name, qa in pipelines.items():
             rss.reset()
             t = time.perf_counter()
-            a = qa.ask(r["question"])
+            with context(name):
+                a = qa.ask(r["question"])
             out[name]["answer_s"].append(time.perf_counter() - t)
             out[name]["peak_rss_mb"] = max(out[name]["peak_rss_mb"], rss.read() or 0.0)
             if not a.refused:
@@ -222,7 +247,8 @@ def main(argv=None) -> int:
                    help="int8: compare the fp32 defaults with the int8-quantized model (paths fp32 and int8)")
     p.add_argument("--paths", choices=PATH_SETS, default="decoding",
                    help="decoding: old vs new decoding (default); stop: stage 3 not stopped at the first dropped "
-                        "sentence vs stopped (the default answer policy)")
+                        "sentence vs stopped (the default answer policy); dead: stopped once a sentence is complete "
+                        "and dropped vs also once no trained frame can begin it (the default)")
     p.add_argument("--variants", action="store_true", help="also: stage-1 accuracy of every query mode (human set)")
     p.add_argument("--modes", default="free,greedy,beam,rerank,fallback")
     p.add_argument("--json", type=Path, help="also write the numbers to this file")

@@ -160,3 +160,38 @@ def test_a_value_listed_under_a_field_the_knowledge_lacks_ends_the_stream_at_onc
         stream = AnswerStream(OTITIS, QUESTION, mini_kb)
         stream.update(fine)
         assert not stream.failed, fine
+
+
+def test_a_sentence_no_trained_frame_can_begin_ends_the_stream_at_its_first_listed_value(mini_kb):
+    # "可用于" is how an 适应症 is stated: over this knowledge's drugs no frame can read the sentence, whatever comes
+    # next, so the body ends at the first listed value instead of at the token cap, with the whole body's answer
+    body = "急性中耳炎可用于：阿莫西林、头孢菌素、镇痛药、阿莫西林胶囊、阿莫西林、头孢菌素、镇痛药。具体用药请遵医嘱。"
+    stream = AnswerStream(OTITIS, QUESTION, mini_kb)
+    cut = next(n for n in range(1, len(body) + 1) if (stream.update(body[:n]), stream.failed)[1])
+    assert body[:cut] == "急性中耳炎可用于：阿莫西林、"
+    assert ground(body[:cut], OTITIS, QUESTION, mini_kb).text == ground(body, OTITIS, QUESTION, mini_kb).text
+    assert Checker(OTITIS, QUESTION, mini_kb).dead("急性中耳炎可用于：阿莫西林、")
+    # a trained frame's beginning, a value not yet followed by a separator, or no value yet: no verdict
+    checker = Checker(OTITIS, QUESTION, mini_kb)
+    for alive in ("急性中耳炎常用的药物有：阿莫西林、头孢菌素、", "急性中耳炎可用于：阿莫西林", "急性中耳炎可用于：",
+                  "急性中耳炎常用的药物有：阿莫西林、头孢类抗生素、"):  # a rewrite after a verified value: the check's job
+        assert not checker.dead(alive), alive
+
+
+def test_where_a_stream_stops_the_answer_is_the_one_any_continuation_would_give(mini_kb):
+    # the stop is a promise about every continuation: the answer of the body cut where the stream fails is the
+    # answer of the body continued in any way (so stopping generation there changes nothing the user gets)
+    bodies = BODIES + ["急性中耳炎可用于：阿莫西林、头孢菌素。", "根据知识库，急性中耳炎的治疗方案包括阿莫西林、头孢菌素。",
+                       "急性中耳炎的药物治疗包括阿莫西林、头孢菌素、镇痛药，共3项（完整列表见相关知识）。",
+                       "具体用药请遵医嘱或咨询药师。急性中耳炎可用于：阿莫西林、镇痛药、"]
+    stops = []
+    for body in bodies:
+        stream = AnswerStream(OTITIS, QUESTION, mini_kb, clauses=False)
+        n = next((n for n in range(1, len(body) + 1) if (stream.update(body[:n]), stream.failed)[1]), None)
+        if n is None:
+            continue
+        stops.append(body[:n])
+        cut = ground(body[:n], OTITIS, QUESTION, mini_kb).text
+        for more in CONTINUATIONS + [body[n:]]:
+            assert ground(body[:n] + more, OTITIS, QUESTION, mini_kb).text == cut, (body[:n], more)
+    assert "具体用药请遵医嘱或咨询药师。急性中耳炎可用于：阿莫西林、" in stops  # a later sentence stops at its first value

@@ -248,7 +248,8 @@ class AnswerStream:
                     if self._frozen:
                         return
             i += 1
-        if self.stop_at_failure and self.checker.wrong_field(text[self._start:unsure]):
+        unfinished = text[self._start:unsure]
+        if self.stop_at_failure and (self.checker.wrong_field(unfinished) or self.checker.dead(unfinished)):
             self.failed = self._frozen = True  # the sentence cannot pass: it ends the body (head settled so far)
             return
         if not self.clauses:

@@ -8,6 +8,8 @@ import json
 import re
 from functools import lru_cache
 
+import regex
+
 from ktune.data.answers import BANK_PATH
 from ktune.pipeline.claim_spans import split_sentences
 
@@ -83,6 +85,22 @@ def frame_patterns() -> tuple[tuple[re.Pattern, str | None], ...]:
         # a value run absorbs a 等 that follows it (see _skeleton), so frames do too
         parts = re.split(r"(\{[a-z]+\})", frame.replace("{vals}等", "{vals}"))
         out.append((re.compile("".join(_SLOT.get(p, re.escape(p)) for p in parts if p)), attribute))
+    return tuple(out)
+
+
+@lru_cache(maxsize=256)
+def prefix_patterns(predicates: frozenset[str], attributes: frozenset[str]) -> tuple[regex.Pattern, ...]:
+    """The frames a knowledge with these predicate and attribute names can be stated in, for telling whether a
+    sentence still being written can become one: `regex` patterns (partial matching) with {pred} spelled out as
+    the knowledge's own predicate names, as `_frame_match` requires of a whole sentence (the `regex` module's
+    partial matching mishandles lazy repeats, so none is used)."""
+    names = "|".join(regex.escape(p) for p in sorted(predicates, key=len, reverse=True))
+    slots = {**_SLOT, "{pred}": f"(?:{names})(?:和(?:{names}))*" if names else "(?!)"}
+    out = []
+    for frame, attribute in _frames():
+        if attribute is None or attribute in attributes:
+            parts = re.split(r"(\{[a-z]+\})", frame.replace("{vals}等", "{vals}"))
+            out.append(regex.compile("".join(slots.get(p, regex.escape(p)) for p in parts if p)))
     return tuple(out)
 
 

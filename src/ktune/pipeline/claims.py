@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ktune.pipeline.claim_frames import LIST_GLUE, frame_patterns, is_connective, residue
+from ktune.pipeline.claim_frames import LIST_GLUE, frame_patterns, is_connective, prefix_patterns, residue
 from ktune.pipeline.claim_spans import (
     SENTENCE_END,
     Fact,
@@ -263,6 +263,8 @@ class Checker:
         self.fields = [] if kb is None else sorted(
             {p for a in kb.schema.attributes.values() for p in (a.name, *a.predicates)} | own, key=len, reverse=True)
         self.foreign = {p for p in self.fields if p not in own}
+        self._alive: tuple[str, bool] = ("", False)  # dead(): the last head read and its verdict
+
 
     def sentence(self, sentence: str) -> SentenceCheck:
         return _check(sentence, self.idx, self.question, self.kb)
@@ -292,6 +294,33 @@ class Checker:
             if field in self.foreign:
                 return True
         return False
+
+    def dead(self, text: str) -> bool:
+        """`text`, an unfinished sentence, can no longer become one the check keeps: it has listed a complete value
+        (a list separator follows it) and no trained frame over this knowledge reads the sentence up to that value
+        as its beginning, under either reading of its spans ("盐酸二甲双胍的不良反应包括不适、" when the entity is
+        盐酸二甲双胍片, "X可用于：恶心、" over 不良反应 values). A frame that reads the whole sentence reads each
+        of its beginnings, so a stream may end the body there (as for wrong_field)."""
+        text = text.lstrip()
+        cut = next((i for i in range(len(text) - 1, 0, -1) if text[i] in _LIST_SEP
+                    and any(text.endswith(v, 0, i) for v in self.idx.values)), 0)
+        head = text[:cut]
+        if not cut or is_connective(head):
+            return False
+        if head == self._alive[0]:
+            return self._alive[1]
+        patterns = prefix_patterns(frozenset(self.idx.predicates), frozenset(self.idx.attributes))
+        dead = True
+        for relaxed in (False, True):
+            # spans read with the separator after them (a one-character value needs its neighbours), kept up to the cut
+            spans = [sp for sp in find_spans(text[:cut + 1], self.idx, one_char_anywhere=relaxed,
+                                             question=self.question if relaxed else "") if sp.end <= cut]
+            skeleton = _skeleton(head, spans)
+            if any(p.fullmatch(skeleton, partial=True) for p in patterns):
+                dead = False
+                break
+        self._alive = (head, dead)
+        return dead
 
     def head(self, sentence: str) -> SentenceCheck | None:
         """The longest verified clause of `sentence` (closed with 。), or None."""
