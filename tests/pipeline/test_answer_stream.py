@@ -36,6 +36,12 @@ def _stream(body: str, clauses: bool, kb, knowledge=OTITIS, question=QUESTION) -
     return out
 
 
+def _stop(body: str, kb, clauses: bool = True) -> int | None:
+    """Characters of the body written when the stream failed (the body ends there), fed one at a time; None: never."""
+    stream = AnswerStream(OTITIS, QUESTION, kb, clauses=clauses)
+    return next((n for n in range(1, len(body) + 1) if (stream.update(body[:n]), stream.failed)[1]), None)
+
+
 @pytest.mark.parametrize("clauses", [True, False], ids=["clause", "sentence"])
 def test_what_is_streamed_stays_in_the_final_answer_whatever_comes_next(mini_kb, clauses):
     for body in BODIES:
@@ -151,8 +157,7 @@ def test_a_value_listed_under_a_field_the_knowledge_lacks_ends_the_stream_at_onc
     # the model labels the drugs 用法用量: no continuation can make that sentence true, so the body ends there
     # instead of at the token cap, and the answer is the one the whole body would give
     body = "急性中耳炎的用法用量：阿莫西林、头孢菌素、镇痛药、阿莫西林胶囊。具体用药请遵医嘱。"
-    stream = AnswerStream(OTITIS, QUESTION, mini_kb)
-    cut = next(n for n in range(1, len(body) + 1) if (stream.update(body[:n]), stream.failed)[1])
+    cut = _stop(body, mini_kb)
     assert body[:cut] == "急性中耳炎的用法用量：阿莫西林、"
     assert ground(body[:cut], OTITIS, QUESTION, mini_kb).text == ground(body, OTITIS, QUESTION, mini_kb).text
     # a field the knowledge has, or a field name inside a longer one it has, is no reason to stop
@@ -166,8 +171,7 @@ def test_a_sentence_no_trained_frame_can_begin_ends_the_stream_at_its_first_list
     # "可用于" is how an 适应症 is stated: over this knowledge's drugs no frame can read the sentence, whatever comes
     # next, so the body ends at the first listed value instead of at the token cap, with the whole body's answer
     body = "急性中耳炎可用于：阿莫西林、头孢菌素、镇痛药、阿莫西林胶囊、阿莫西林、头孢菌素、镇痛药。具体用药请遵医嘱。"
-    stream = AnswerStream(OTITIS, QUESTION, mini_kb)
-    cut = next(n for n in range(1, len(body) + 1) if (stream.update(body[:n]), stream.failed)[1])
+    cut = _stop(body, mini_kb)
     assert body[:cut] == "急性中耳炎可用于：阿莫西林、"
     assert ground(body[:cut], OTITIS, QUESTION, mini_kb).text == ground(body, OTITIS, QUESTION, mini_kb).text
     assert Checker(OTITIS, QUESTION, mini_kb).dead("急性中耳炎可用于：阿莫西林、")
@@ -186,8 +190,7 @@ def test_where_a_stream_stops_the_answer_is_the_one_any_continuation_would_give(
                        "具体用药请遵医嘱或咨询药师。急性中耳炎可用于：阿莫西林、镇痛药、"]
     stops = []
     for body in bodies:
-        stream = AnswerStream(OTITIS, QUESTION, mini_kb, clauses=False)
-        n = next((n for n in range(1, len(body) + 1) if (stream.update(body[:n]), stream.failed)[1]), None)
+        n = _stop(body, mini_kb, clauses=False)
         if n is None:
             continue
         stops.append(body[:n])
