@@ -43,6 +43,7 @@ PATH_SETS = {  # --paths: the two PipelineConfig overrides compared
     "decoding": {"old": {"answer_decoding": "full", "query_lookup": 0}, "new": {}},
     "stop": {"no stop": {"stop_at_failed_sentence": False}, "stop": {}},
     "dead": {"complete sentences": {}, "dead sentences": {}},
+    "settled": {"listed values": {}, "settled spans": {}},
 }
 
 
@@ -60,7 +61,22 @@ def without_dead_sentences():
         Checker.dead = dead
 
 
-PATH_CONTEXTS = {"complete sentences": without_dead_sentences}  # a path's calls run inside its context
+@contextmanager
+def listed_values_only():
+    """Session 9's dead-sentence stop: a sentence is read as a frame's beginning only up to a complete value that a
+    list separator follows, not yet up to any span no continuation can reach (a loop on a name or field name)."""
+    from ktune.pipeline.claims import Checker
+
+    settled = Checker._settled_cut
+    Checker._settled_cut = lambda self, text: 0
+    try:
+        yield
+    finally:
+        Checker._settled_cut = settled
+
+
+# a path's calls run inside its context
+PATH_CONTEXTS = {"complete sentences": without_dead_sentences, "listed values": listed_values_only}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -248,7 +264,8 @@ def main(argv=None) -> int:
     p.add_argument("--paths", choices=PATH_SETS, default="decoding",
                    help="decoding: old vs new decoding (default); stop: stage 3 not stopped at the first dropped "
                         "sentence vs stopped (the default answer policy); dead: stopped once a sentence is complete "
-                        "and dropped vs also once no trained frame can begin it (the default)")
+                        "and dropped vs also once no trained frame can begin it (the default); settled: that "
+                        "beginning read up to a listed value vs up to any span no continuation reaches (the default)")
     p.add_argument("--variants", action="store_true", help="also: stage-1 accuracy of every query mode (human set)")
     p.add_argument("--modes", default="free,greedy,beam,rerank,fallback")
     p.add_argument("--json", type=Path, help="also write the numbers to this file")

@@ -295,6 +295,32 @@ class AnswerStream:
         self._next_cut = 1
 
 
+
+class FailureStop:
+    """A decoder RowStop: a row is done once a complete sentence of its body fails the claim check, or an
+    unfinished one cannot become one the check keeps (AnswerStream.failed; `ground` with stop_at_failure uses
+    nothing after it, so the answer is the same as generating to the end). `ends[row]`: the tokens of the row's
+    body when its stream failed, found token by token, so the body is the same however many tokens a decoding
+    round accepted at once (a batch and a single question give the same raw body)."""
+
+    def __init__(self, streams: list[AnswerStream], tokenizer):
+        self.streams, self.tokenizer = streams, tokenizer
+        self.ends: list[int | None] = [None] * len(streams)
+        self._seen = [0] * len(streams)
+
+    def __call__(self, row: int, tokens: list[int]) -> bool:
+        stream = self.streams[row]
+        for n in range(min(self._seen[row], len(tokens)) + 1, len(tokens) + 1):
+            if self.ends[row] is not None:
+                break
+            # a character split across tokens decodes to U+FFFD until it is whole
+            stream.update(self.tokenizer.decode(tokens[:n], skip_special_tokens=True).rstrip("\ufffd"))
+            if stream.failed:
+                self.ends[row] = n
+        self._seen[row] = len(tokens)
+        return stream.failed
+
+
 def length_groups(lengths: list[int], ratio: float = 2.0, slack: int = 64) -> list[list[int]]:
     """Indices grouped by length, shortest first: a group's longest is at most `ratio` x its shortest + `slack`
     (a batch is padded to its longest row, so a 6,000-character knowledge list would make 15 short rows cost
@@ -336,29 +362,20 @@ class AnswerStage:
         stop = self._failure_stop(questions, knowledges) if stopping else None
         with int8_steps():  # a quantized model's decode steps run int8 here (ktune.pipeline.precision)
             beams = self._generate(prompts, caps, streamer, stop)
+        if stop is not None:  # a row ends where its stream failed, whatever a decoding round generated past it
+            caps = [min(cap, end or cap) for cap, end in zip(caps, stop.ends, strict=True)]
         bodies = [b.text if len(b.tokens) <= cap else self.decoder.tokenizer.decode(b.tokens[:cap], skip_special_tokens=True)
                   for b, cap in zip(beams, caps, strict=True)]
         if not self.config.claim_check:  # the model's body as it wrote it (for before/after comparisons)
             return [unchecked(b, k) for b, k in zip(bodies, knowledges, strict=True)]
         return [ground(b, k, q, self.kb, stopping) for b, q, k in zip(bodies, questions, knowledges, strict=True)]
 
-    def _failure_stop(self, questions: list[str], knowledges: list[dict]):
-        """A decoder RowStop: a row is done once a complete sentence of its body fails the claim check, or an
-        unfinished one lists a value under a field the knowledge lacks (AnswerStream.failed; `ground` with
-        stop_at_failure uses nothing after it, so the answer is the same as generating to the end)."""
+    def _failure_stop(self, questions: list[str], knowledges: list[dict]) -> FailureStop | None:
         tokenizer = getattr(self.decoder, "tokenizer", None)
         if tokenizer is None:  # a remote backend's decoder: completions come back whole
             return None
-        streams = [AnswerStream(k, q, self.kb, clauses=False) for q, k in zip(questions, knowledges, strict=True)]
-        seen = [0] * len(streams)
-
-        def stop(row: int, tokens: list[int]) -> bool:
-            if len(tokens) != seen[row]:
-                seen[row] = len(tokens)  # a character split across tokens decodes to U+FFFD until it is whole
-                streams[row].update(tokenizer.decode(tokens, skip_special_tokens=True).rstrip("\ufffd"))
-            return streams[row].failed
-
-        return stop
+        return FailureStop([AnswerStream(k, q, self.kb, clauses=False) for q, k in zip(questions, knowledges, strict=True)],
+                           tokenizer)
 
     def _generate(self, prompts: list[str], caps: list[int], streamer, stop=None) -> list:
         if streamer is not None:  # a streamer follows the rows of one generation: the batch as it came

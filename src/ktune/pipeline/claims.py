@@ -36,6 +36,7 @@ from ktune.pipeline.claim_spans import (
     split_sentences,
 )
 
+_GLUE_CHARS = set("、；;，,和及与或 ")  # what joins the values of one run (_glue)
 _LIST_SEP = set("、；;")  # between list items only: a predicate name next to one is written as a value
 NEGATION = re.compile(r"没有列出|未列出|没有记载|未记载|不包括|并未|没有收录|未收录|无法根据知识库")
 
@@ -176,7 +177,7 @@ def _skeleton(text: str, spans: list[Span]) -> str:
 
 
 def _glue(between: str) -> bool:
-    return bool(between) and set(between) <= set("、；;，,和及与或 ")
+    return bool(between) and set(between) <= _GLUE_CHARS
 
 
 def _frame_match(pattern: re.Pattern, skeleton: str, idx: KnowledgeIndex) -> bool:
@@ -263,7 +264,9 @@ class Checker:
         self.fields = [] if kb is None else sorted(
             {p for a in kb.schema.attributes.values() for p in (a.name, *a.predicates)} | own, key=len, reverse=True)
         self.foreign = {p for p in self.fields if p not in own}
-        self._alive: tuple[str, bool] = ("", False)  # dead(): the last head read and its verdict
+        self._verdicts: dict[tuple[str, bool], bool] = {}  # dead(): each head read (and how) -> its verdict
+        # the longest string a span can be: text more than this far before the end is read as any continuation reads it
+        self._longest = max(map(len, [*self.idx.values, *self.idx.names, *self.idx.predicates]), default=0)
 
 
     def sentence(self, sentence: str) -> SentenceCheck:
@@ -296,31 +299,53 @@ class Checker:
         return False
 
     def dead(self, text: str) -> bool:
-        """`text`, an unfinished sentence, can no longer become one the check keeps: it has listed a complete value
-        (a list separator follows it) and no trained frame over this knowledge reads the sentence up to that value
-        as its beginning, under either reading of its spans ("盐酸二甲双胍的不良反应包括不适、" when the entity is
-        盐酸二甲双胍片, "X可用于：恶心、" over 不良反应 values). A frame that reads the whole sentence reads each
-        of its beginnings, so a stream may end the body there (as for wrong_field)."""
+        """`text`, an unfinished sentence, can no longer become one the check keeps: no trained frame over this
+        knowledge reads a settled beginning of it as a frame's beginning, under either reading of its spans. A
+        beginning is settled when it ends with a complete value that a list separator follows ("盐酸二甲双胍的不良反应
+        包括不适、" when the entity is 盐酸二甲双胍片, "X可用于：恶心、" over 不良反应 values), or with any span that
+        ends further from the end of `text` than the longest span can reach (a model looping on a name or a field,
+        "X片中的X片中的X片中的…", "X中的药物分类：药物分类：…", lists no value). A frame that reads the whole sentence
+        reads each of its beginnings, so a stream may end the body there (as for wrong_field)."""
         text = text.lstrip()
-        cut = next((i for i in range(len(text) - 1, 0, -1) if text[i] in _LIST_SEP
-                    and any(text.endswith(v, 0, i) for v in self.idx.values)), 0)
+        listed = self._listed_cut(text)
+        if listed and self._dead_before(text[:listed + 1], listed):
+            return True
+        settled = self._settled_cut(text)
+        return settled > listed and self._dead_before(text, settled)
+
+    def _listed_cut(self, text: str) -> int:
+        """The end of the last complete value that a list separator follows in `text` (0: none)."""
+        return next((i for i in range(len(text) - 1, 0, -1) if text[i] in _LIST_SEP
+                     and any(text.endswith(v, 0, i) for v in self.idx.values)), 0)
+
+    def _settled_cut(self, text: str) -> int:
+        """The last place in `text` that no span a continuation adds can reach (further from the end than the longest
+        span), outside every span of `text` and not right after list glue (a value run may still absorb it); 0: none."""
+        spans = find_spans(text, self.idx)
+        inside = {i for sp in spans for i in range(sp.start + 1, sp.end)}
+        return next((i for i in range(len(text) - self._longest, 0, -1)
+                     if i not in inside and text[i - 1] not in _GLUE_CHARS), 0)
+
+    def _dead_before(self, text: str, cut: int) -> bool:
+        """No frame over this knowledge begins as `text[:cut]` does, read with the spans of `text` up to `cut`."""
         head = text[:cut]
-        if not cut or is_connective(head):
+        if is_connective(head):
             return False
-        if head == self._alive[0]:
-            return self._alive[1]
-        patterns = prefix_patterns(frozenset(self.idx.predicates), frozenset(self.idx.attributes))
-        dead = True
-        for relaxed in (False, True):
-            # spans read with the separator after them (a one-character value needs its neighbours), kept up to the cut
-            spans = [sp for sp in find_spans(text[:cut + 1], self.idx, one_char_anywhere=relaxed,
-                                             question=self.question if relaxed else "") if sp.end <= cut]
-            skeleton = _skeleton(head, spans)
-            if any(p.fullmatch(skeleton, partial=True) for p in patterns):
-                dead = False
-                break
-        self._alive = (head, dead)
-        return dead
+        key = (head, len(text) > cut + 1)
+        if key not in self._verdicts:
+            patterns = prefix_patterns(frozenset(self.idx.predicates), frozenset(self.idx.attributes))
+            self._verdicts[key] = True
+            for relaxed in (False, True):
+                # spans read with what follows them (a one-character value needs its neighbours), kept up to the cut
+                spans = find_spans(text, self.idx, one_char_anywhere=relaxed, question=self.question if relaxed else "")
+                if any(sp.start < cut < sp.end for sp in spans):
+                    self._verdicts[key] = False  # this reading is not settled at the cut
+                    break
+                skeleton = _skeleton(head, [sp for sp in spans if sp.end <= cut])
+                if any(p.fullmatch(skeleton, partial=True) for p in patterns):
+                    self._verdicts[key] = False
+                    break
+        return self._verdicts[key]
 
     def head(self, sentence: str) -> SentenceCheck | None:
         """The longest verified clause of `sentence` (closed with 。), or None."""
