@@ -265,8 +265,9 @@ class Checker:
             {p for a in kb.schema.attributes.values() for p in (a.name, *a.predicates)} | own, key=len, reverse=True)
         self.foreign = {p for p in self.fields if p not in own}
         self._verdicts: dict[tuple[str, bool], bool] = {}  # dead(): each head read (and how) -> its verdict
-        # the longest string a span can be: text more than this far before the end is read as any continuation reads it
-        self._longest = max(map(len, [*self.idx.values, *self.idx.names, *self.idx.predicates]), default=0)
+        # the longest string a span can be (the second reading's question words included): text more than this far
+        # before the end is read as any continuation reads it
+        self._longest = max(map(len, [*self.idx.values, *self.idx.names, *self.idx.predicates, question]))
 
 
     def sentence(self, sentence: str) -> SentenceCheck:
