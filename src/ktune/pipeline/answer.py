@@ -295,7 +295,6 @@ class AnswerStream:
         self._next_cut = 1
 
 
-
 class FailureStop:
     """A decoder RowStop: a row is done once a complete sentence of its body fails the claim check, or an
     unfinished one cannot become one the check keeps (AnswerStream.failed; `ground` with stop_at_failure uses

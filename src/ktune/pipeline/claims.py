@@ -303,8 +303,8 @@ class Checker:
         """`text`, an unfinished sentence, can no longer become one the check keeps: no trained frame over this
         knowledge reads a settled beginning of it as a frame's beginning, under either reading of its spans. A
         beginning is settled when it ends with a complete value that a list separator follows ("盐酸二甲双胍的不良反应
-        包括不适、" when the entity is 盐酸二甲双胍片, "X可用于：恶心、" over 不良反应 values), or with any span that
-        ends further from the end of `text` than the longest span can reach (a model looping on a name or a field,
+        包括不适、" when the entity is 盐酸二甲双胍片, "X可用于：恶心、" over 不良反应 values), or at any place outside its
+        spans further from the end of `text` than the longest span can reach (a model looping on a name or a field,
         "X片中的X片中的X片中的…", "X中的药物分类：药物分类：…", lists no value). A frame that reads the whole sentence
         reads each of its beginnings, so a stream may end the body there (as for wrong_field)."""
         text = text.lstrip()
