@@ -218,3 +218,10 @@ def test_a_model_looping_on_a_name_or_a_field_stops_before_it_lists_anything(min
     checker = Checker(OTITIS, QUESTION, mini_kb)
     for alive in ("根据知识库，急性中耳炎的药物治疗包括：", "急性中耳炎常用的药物有：阿莫西林胶囊、头孢菌素、镇痛药、阿莫西林"):
         assert not checker.dead(alive), alive
+
+
+def test_a_check_without_a_question_still_stops_a_loop(mini_kb):
+    # the question is optional for the public check (ground, check_answer): None reads as no question
+    loop = "急性中耳炎中的" * 12
+    assert Checker(OTITIS, None, mini_kb).dead(loop)
+    assert ground(loop, OTITIS, None, mini_kb).text == ground(loop, OTITIS, "", mini_kb).text

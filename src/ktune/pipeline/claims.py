@@ -267,7 +267,7 @@ class Checker:
         self._verdicts: dict[tuple[str, bool], bool] = {}  # dead(): each head read (and how) -> its verdict
         # the longest string a span can be (the second reading's question words included): text more than this far
         # before the end is read as any continuation reads it
-        self._longest = max(map(len, [*self.idx.values, *self.idx.names, *self.idx.predicates, question]))
+        self._longest = max(map(len, [*self.idx.values, *self.idx.names, *self.idx.predicates, question or ""]))
 
 
     def sentence(self, sentence: str) -> SentenceCheck:
