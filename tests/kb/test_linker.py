@@ -189,3 +189,11 @@ def test_a_drug_written_as_kou_fu_ye_links_to_its_kou_fu_rong_ye_entry_and_an_ex
         assert top(kb, "氨溴特罗口服液") == ("氨溴特罗口服液", "exact")
     finally:
         kb.close()
+
+
+def test_variant_mentions_are_windows_that_read_as_a_kb_name_under_the_variant_key():
+    linker = EntityLinker(["牙痛", "肺炎", "带状疱疹感染"], [], {})
+    assert (0, 2, "牙疼") in linker.variant_mentions("牙疼吃什么药")  # 疼 written for 痛
+    assert (0, 4, "带状疱疹") in linker.variant_mentions("带状疱疹后遗症")  # 感染 left out
+    assert all(w != "肺炎" for _, _, w in linker.variant_mentions("肺炎怎么治"))  # a KB name is an exact mention
+    assert linker.variant_mentions("乳腺结节怎么办") == []

@@ -287,9 +287,20 @@ def test_a_product_with_the_asked_field_itself_answers_before_this_ones_fallback
         ("我妈去年脑梗过一次，怎么预防脑梗再次发作", "脑梗过", "预防", "脑梗"),  # a verb glued to the name
         ("孕妇可吃阿莫西林片吗", "孕妇可吃阿莫西林片", "适应症", "阿莫西林片"),
         ("肺炎阳性要紧吗", "肺炎阳性", "病因", "肺炎"),  # a test result names the condition tested for
+        ("最近又长肾结石了怎么办", "长肾结石", "治疗方案", "肾结石"),
+        ("查肾结石做什么检查", "查肾结石", "检查", "肾结石"),
         ("乳腺结节吃了会怎样", "乳腺结节吃了", "病因", None),  # still content (乳腺) next to the name: refused
     ],
 )
 def test_verbs_and_test_results_glued_to_a_kb_name_only_frame_it(entries, question, span, attribute, entity):
     q = entries.framed_mention(question, Query(span, attribute, None, raw=f"{span}|{attribute}"))
     assert (q.linked_entity, q.attribute if entity else attribute) == (entity, attribute)
+
+
+def test_a_variant_of_a_kb_name_written_as_a_word_of_the_question_is_a_mention(entries):
+    # 帕金森 is 帕金森病 / 帕金森症 without the suffix (the linker's variant tier): a mention when jieba reads it
+    # as a word, not when it only cuts a longer word (肺炎症 of 肺炎症状 reads 肺炎 + 症状)
+    assert (2, 5, "帕金森") in entries.mentions("我爸帕金森吃什么药")
+    assert entries.mentions("肺炎症状有哪些") == [(0, 2, "肺炎")]
+    q = entries.framed_mention("我爸帕金森后遗症有哪些", Query("帕金森后遗症", "病因", None, raw="帕金森后遗症|病因"))
+    assert q.linked_entity in ("帕金森病", "帕金森症") and q.link_method == "framed:variant"

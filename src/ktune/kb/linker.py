@@ -197,6 +197,22 @@ class EntityLinker:
                 i += 1
         return out
 
+    def variant_mentions(self, text: str, max_len: int = 16) -> list[tuple[int, int, str]]:
+        """Windows of normalize(text) that are no KB surface but a variant of one, as the variant tier reads them
+        (带状疱疹 of 带状疱疹感染, 牙疼 of 牙痛): every (start, end, window) with CJK at both ends; two characters
+        only when a character is rewritten (疼 -> 痛), not for a name that is a suffix-free part of a longer one;
+        overlapping ones included (the caller picks)."""
+        norm, loose = normalize(text), self._loose_index()
+        out = []
+        for i in range(len(norm)):
+            for j in range(i + 2, min(len(norm), i + max_len) + 1):
+                window = norm[i:j]
+                if (window not in self.surfaces and _is_cjk(window[0]) and _is_cjk(window[-1])
+                        and len(key := loose_key(window)) >= 2 and (len(window) > 2 or key != window)
+                        and any(pred != DERIVED for s in loose.get(key, ()) for _, pred in self._entities_of(s))):
+                    out.append((i, j, window))
+        return out
+
     def equivalents(self, entity: str) -> list[tuple[str, str]]:
         """Other KB entries for the same condition or drug as `entity`, richest first, each with how that is known:
         "alias" (one entry's alias or synonym row is the other's name: 老花眼 又称 老视), "variant" (the names differ
@@ -251,17 +267,21 @@ class EntityLinker:
         ents = [(e, "name") for e in sorted(self.by_norm.get(norm_surface, ()))]
         return ents + list(self.by_alias_norm.get(norm_surface, ()))
 
-    def _variant_match(self, found: dict[str, Link], norm: str, text: str) -> None:
+    def _loose_index(self) -> dict[str, list[str]]:
+        """loose_key -> the surfaces with that key, built once and assigned whole."""
         if self._loose is None:
             loose: dict[str, list[str]] = defaultdict(list)
             for s in sorted(self.surfaces):
                 if len(key := loose_key(s)) >= 2:
                     loose[key].append(s)
             self._loose = loose
+        return self._loose
+
+    def _variant_match(self, found: dict[str, Link], norm: str, text: str) -> None:
         key = loose_key(norm)
         if len(key) < 2:
             return
-        for s in self._loose.get(key, ()):
+        for s in self._loose_index().get(key, ()):
             for e, pred in self._entities_of(s):
                 if pred != DERIVED:  # a name derived from a drug product is no condition's variant
                     # an entry whose own name is the variant before one that lists it as an alias (复方甘草口服液:
@@ -280,9 +300,7 @@ class EntityLinker:
             return
         hits = [(e, 0.84) for e, pred in self._entities_of(core) if pred != DERIVED]
         if not hits:
-            if self._loose is None:
-                self._variant_match({}, core, core)  # builds the index
-            hits = [(e, 0.83) for s in self._loose.get(loose_key(core), ()) for e, pred in self._entities_of(s)
+            hits = [(e, 0.83) for s in self._loose_index().get(loose_key(core), ()) for e, pred in self._entities_of(s)
                     if pred != DERIVED]
         for e, score in hits:
             self._add(found, e, score, "modifier", text)

@@ -23,10 +23,11 @@ POPULATION_WINDOW = 6  # characters before a name searched for a population word
 # 心梗 with the model's 临床表现, 脑梗后遗症 -> 脑梗 with 并发症): the asked field, not a different condition.
 _CUE_SUFFIXES = ("前兆", "后遗症", "早期症状", "早期表现", "症状", "表现")
 # What else a model glues to a name in its query, besides frame words (ktune.kb.variants.frame_only): a test result
-# names the condition tested for (幽门螺旋杆菌阳性), verbs and particles of the sentence (脑梗过, 孕妇可吃吗丁啉).
+# names the condition tested for (幽门螺旋杆菌阳性), verbs and particles of the sentence (脑梗过, 孕妇可吃吗丁啉, 长疖子,
+# 查幽门螺杆菌).
 _GLUE_WORDS = ("阳性", "阴性")
-_GLUE_CHARS = set("过了用吃喝服可能会要得患有")
-_FRAME_CHARS = set("有得患了的是长犯为出查个种说和与或及跟吃用喝打治看会能要该怎咋吗呢啊吧呀么好老总还又也就都很太挂")
+_GLUE_CHARS = set("过了用吃喝服可能会要得患有长查")
+_FRAME_CHARS = set("有得患了的是长犯为出查个种说和与或及跟吃用喝打治看做会能要该怎咋吗呢啊吧呀么好老总还又也就都很太挂")
 
 
 def standalone(norm: str, start: int, end: int) -> bool:
@@ -149,7 +150,8 @@ class MentionRules:
             return query
         span, norm = normalize(query.entity), normalize(question)
         hits = []
-        for start, end, surface in self.kb.linker.find_mentions(span):
+        linker = self.kb.linker
+        for start, end, surface in linker.find_mentions(span) + linker.variant_mentions(span):
             if not (_framing(span[:start]) and (_framing(span[end:]) or span[end:] in _CUE_SUFFIXES)):
                 continue
             # the name, or the whole framed span as generated (左 + 肾结石 + 0.6cm), is a word of its own
@@ -191,17 +193,23 @@ class MentionRules:
         return found.pop() if len(found) == 1 else None
 
     def mentions(self, question: str) -> list[tuple[int, int, str]]:
-        """KB surfaces the question writes, exactly or with a homophone typo (高血呀), over normalize(question)."""
+        """KB surfaces the question writes, exactly, with a homophone typo (高血呀) or as a variant that is a word of
+        the question (带状疱疹 for 带状疱疹感染, 牙疼 for 牙痛; jieba's word boundaries at both ends, so 肺炎症 of
+        肺炎症状 is none), over normalize(question)."""
+        import jieba
+
         exact = self.kb.linker.find_mentions(question)
         written = {i for s, e, _ in exact for i in range(s, e)}
         norm = normalize(question)
+        bounds = {b for _, s, e in jieba.tokenize(norm) for b in (s, e)}
+        variants = [m for m in self.kb.linker.variant_mentions(norm) if m[0] in bounds and m[1] in bounds]
         # a typo that covers an exact name wins (阿莫西林交囊 over 阿莫西林) unless what it adds is a frame character
         # that happens to read like the name's next one (痛风是 reads like 痛风石: 痛风 stays)
         typos = [m for m in self.kb.linker.homophone_mentions(question)
                  if not any(i not in written and norm[i] in _FRAME_CHARS for i in range(m[0], m[1]))
                  or not written & set(range(m[0], m[1]))]
         found, taken = [], set()
-        for m in sorted(exact + typos, key=lambda m: (m[0] - m[1], m[0])):  # longest first
+        for m in sorted(exact + typos + variants, key=lambda m: (m[0] - m[1], m[0])):  # longest first
             if not taken & set(range(m[0], m[1])):
                 found.append(m)
                 taken.update(range(m[0], m[1]))
