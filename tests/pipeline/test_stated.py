@@ -20,6 +20,10 @@ SCHEMA = Schema.load()
         ("症状性癫痫 治疗", ("症状性癫痫",), "disease", "治疗方案", None),  # the name's own 症状 names nothing
         ("哮喘 症状 并发症", ("哮喘",), "disease", "多发人群", None),  # two fields: left to the multi-part rule
         ("哮喘 并发症", ("哮喘",), "disease", "并发症", None),  # already the model's
+        # 功效, a herb's field, asked of a drug: its intent's drug field (the schema's fallback)
+        ("金匮肾气丸的功效与作用", ("金匮肾气丸",), "drug", "成份", "适应症"),
+        ("金匮肾气丸的功效与作用", ("金匮肾气丸",), "drug", "适应症", None),
+        ("丝瓜 功效", ("丝瓜",), "herb", "性味", "功效"),  # a herb's own field stays itself
     ],
 )
 def test_the_field_a_fragment_names_replaces_a_model_attribute_of_another_intent(question, names, kind, model,

@@ -5,8 +5,9 @@ The words read here are not a hand-written cue list: they are the schema's own n
 canonical name and the raw CMeKG predicates it gathers, 常见症状 also as 症状), found as whole words (jieba
 boundaries: 体检|查出 names no 检查) outside the entity's name. The model's attribute gives way only when the
 question names exactly one attribute, that attribute is a field of the entity's kind, and it is of another
-intent than the model's (治疗方案 and 药物治疗 are one intent: no change). A question naming two fields is left
-to the multi-part rule (ktune.pipeline.parts).
+intent than the model's (治疗方案 and 药物治疗 are one intent: no change). A field of another kind stands for its
+intent's field of this kind (the schema's fallback: 功效, a herb's field, asked of a drug, "金匮肾气丸的功效与作用", is
+its 适应症). A question naming two fields is left to the multi-part rule (ktune.pipeline.parts).
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def stated_attribute(question: str, names: tuple[str, ...], kind: str, model_att
     if len(stated) != 1:
         return None
     (attr,) = stated
-    if attr == model_attribute or attr not in schema.attributes_for_kind(kind):
+    own = schema.attributes_for_kind(kind)
+    if attr not in own:
+        attr = next((f for f in schema.attribute(attr).fallback if f in own), None)
+    if attr is None or attr == model_attribute:
         return None
     if model_attribute in schema.intent(attr) or attr in schema.intent(model_attribute):
         return None
