@@ -23,11 +23,14 @@ NO_QUERY = "no_query"  # the model found nothing to look up (or generated no val
 ENTITY_NOT_IN_KB = "entity_not_in_kb"  # a generated entity that links to no KB entity
 NO_ATTRIBUTE = "no_attribute"  # no attribute of the schema could be read from the query
 NO_KNOWLEDGE = "no_knowledge"  # the KB has the entity but no value for that attribute
+OUTSIDE_KB = "outside_kb"  # the question asks what no KB field records (cost, hospital; ktune.pipeline.outside)
 
 
 def retrieve(kb, query: Query, fallback: bool = True) -> tuple[dict, str | None]:
     """Stage 2: `acquire_knowledge(linked entity, attribute)` (falling back within the attribute's intent when
     `fallback`) and, when it is empty, why."""
+    if query.outside:
+        return {}, OUTSIDE_KB
     if query.entity is None and query.linked_entity is None:
         return {}, NO_QUERY
     if query.linked_entity is None:
@@ -48,6 +51,8 @@ def refusal_text(config: PipelineConfig, query: Query, reason: str) -> str:
     """Says what was looked up and that the KB has no entry; never an answer from model memory."""
     if reason == NO_QUERY:
         return config.no_query_refusal
+    if reason == OUTSIDE_KB:
+        return config.outside_refusal
     entity = query.linked_entity or query.entity or "?"
     attribute = query.attribute or "?"
     return config.refusal_template.format(entity=entity, attribute=attribute)

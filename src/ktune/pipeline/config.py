@@ -32,6 +32,7 @@ QUANTIZE = ("auto", "none", "int8")  # CPU weight quantization (ktune.pipeline.q
 
 DEFAULT_REFUSAL = "知识库中没有“{entity}”的“{attribute}”信息，无法根据知识库回答这个问题。"
 DEFAULT_NO_QUERY_REFUSAL = "这个问题在知识库中找不到对应的条目（未识别出可查询的医学实体），无法根据知识库回答。"
+DEFAULT_OUTSIDE_REFUSAL = "知识库只收录疾病和药物的医学知识，不收录费用、医院或住院天数等信息，无法根据知识库回答这个问题。"
 
 
 @dataclass
@@ -51,6 +52,7 @@ class PipelineConfig:
     quantize: str = "none"
     refusal_template: str = DEFAULT_REFUSAL  # {entity} and {attribute} are filled in
     no_query_refusal: str = DEFAULT_NO_QUERY_REFUSAL
+    outside_refusal: str = DEFAULT_OUTSIDE_REFUSAL
     link_k: int = 8
     # attributes the grammar allows after an entity: "entity" = those it has values for (kb.attributes_of);
     # "kind" = also every attribute of its kind, so a question about a field the KB lacks is refused
@@ -76,6 +78,9 @@ class PipelineConfig:
     # a field the question names in the KB's own words ("哮喘 并发症") is the attribute asked, when the model wrote
     # one of another intent (ktune.pipeline.stated)
     stated_attribute: bool = True
+    # a question asking what no KB field records (多少钱, 哪个医院好, 住几天院) is refused as such, not answered
+    # with the nearest field's facts (ktune.pipeline.outside)
+    outside_fields: bool = True
     # the claim check (ktune.pipeline.claims): answer sentences that state anything the knowledge does not are
     # dropped, premise questions ("X可以治疗Y吗") are decided from the KB; False = the model's text as written
     claim_check: bool = True

@@ -253,6 +253,8 @@ class KnowledgeTunedQA:
         attributes (the verdict is about that relation whatever attribute stage 1 chose)."""
         out = {}
         for i, q in enumerate(queries):
+            if q.outside:  # asks what the KB does not record: refused whatever relation it names
+                continue
             pq = find_premise(questions[i], q.linked_entity, self.kb, q.entity)
             if pq is not None:
                 if pq.entity != q.linked_entity:  # the relation's X, not the term stage 1 resolved

@@ -11,6 +11,7 @@ from ktune.kb.linker import Link, normalize
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Beam, Decoder
 from ktune.pipeline.mentions import MentionRules
+from ktune.pipeline.outside import outside_field
 from ktune.pipeline.parts import asked_parts, is_fragment
 from ktune.pipeline.query_types import OTHER_KIND, RULE_LINKS, Query, is_evidence, is_sure
 from ktune.pipeline.stated import stated_attribute
@@ -83,6 +84,9 @@ class QueryStage(MentionRules):
             queries = [self.answering_entry(q, query) for q, query in zip(questions, queries, strict=True)]
         if self.config.multi_part:
             queries = asked_parts(self, questions, queries)
+        if self.config.outside_fields:
+            queries = [replace(query, outside=field) if (field := outside_field(q)) else query
+                       for q, query in zip(questions, queries, strict=True)]
         return queries
 
     def stated(self, question: str, query: Query) -> Query:

@@ -25,6 +25,7 @@ class Query:
     link_method: str | None = None
     raw: str = ""  # the generated query line
     also: tuple[str, ...] = ()  # further attributes a multi-part question asks (ktune.pipeline.parts)
+    outside: str | None = None  # what the question asks that no KB field records (费用; ktune.pipeline.outside)
 
 
 def is_sure(link_method: str | None) -> bool:
