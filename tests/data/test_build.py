@@ -150,3 +150,16 @@ def test_manifest_and_report_describe_the_files(data_kb, built):
     assert manifest["counts"] == report["counts"] and manifest["data_version"] == report["data_version"]
     assert report["ok"], {k: v for k, v in report["checks"].items() if not v["ok"]}
     assert "## Checks" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_the_manifest_names_the_packaged_inputs_so_an_edited_one_is_another_dataset(built, tmp_path, monkeypatch):
+    import ktune.kb.linker as linker
+    from ktune.data.build import input_digests
+
+    manifest = json.loads((built[0] / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["inputs"] == input_digests()
+    assert set(manifest["inputs"]) == {"question_bank.json", "answer_bank.json", "absent_terms.json", "lay_names.json"}
+    edited = tmp_path / "lay_names.json"
+    edited.write_text(linker.LAY_NAMES_PATH.read_text(encoding="utf-8").replace("心肌梗死", "心肌梗塞"), "utf-8")
+    monkeypatch.setattr(linker, "LAY_NAMES_PATH", edited)
+    assert input_digests()["lay_names.json"] != manifest["inputs"]["lay_names.json"]

@@ -63,6 +63,7 @@ def _ensure_kb(kb) -> None:
 
 def _ensure_dataset(kb, data_dir: Path) -> Path:
     from ktune.data import DataConfig, build_dataset
+    from ktune.data.build import input_digests
     from ktune.data.dataset import Dataset
     from ktune.data.questions import QuestionBank
 
@@ -70,6 +71,7 @@ def _ensure_dataset(kb, data_dir: Path) -> Path:
     current = {
         "kb_version": kb.version,
         "question_bank_version": QuestionBank.load().version,
+        "inputs": input_digests(),  # an edited template or lay name list is another dataset
         "config": {k: v for k, v in config.to_json().items() if k != "progress"},
     }
     built = Dataset.load(data_dir).manifest if data_dir.is_dir() else {}
@@ -77,7 +79,8 @@ def _ensure_dataset(kb, data_dir: Path) -> Path:
         if all(built.get(k) == v for k, v in current.items()):
             log.info("step 2/6: dataset %s ready", data_dir)
             return data_dir
-        log.info("step 2/6: dataset %s was built from another KB, question bank or configuration", data_dir)
+        log.info("step 2/6: dataset %s was built from another KB, question bank, lay-name list or configuration",
+                 data_dir)
     log.info("step 2/6: building the knowledge-tuning dataset into %s", data_dir)
     report = build_dataset(kb, data_dir, config)
     log.info("dataset counts: %s", report.get("counts", report))
@@ -88,6 +91,7 @@ def _ensure_run(data_dir: Path, run_dir: Path, retrain: bool) -> Path:
     from ktune.data.dataset import Dataset
     from ktune.models import resolve_base
     from ktune.train import RunInfo, demo_config, train
+    from ktune.train.checkpoint import checkpoint_data_version
 
     log.info("step 3/6: preparing Gemma-3-270M")
     resolve_base("gemma3-270m")
@@ -98,7 +102,10 @@ def _ensure_run(data_dir: Path, run_dir: Path, retrain: bool) -> Path:
             log.info("step 4/6: run %s already trained on this dataset; --retrain to train again", run_dir)
             return run_dir
     cfg = demo_config(data_dir, run_dir)
-    cfg.resume = (run_dir / "checkpoints").is_dir() and not retrain
+    # an interrupted run of this dataset resumes; a run of another dataset (an edited question bank) starts over
+    trained_on = checkpoint_data_version(run_dir)
+    cfg.resume = not retrain and (trained_on == data_version
+                                  or (trained_on == "" and not (run_dir / "ktune.json").is_file()))
     log.info("step 4/6: knowledge-tuning Gemma-3-270M on CPU into %s (resume=%s)", run_dir, cfg.resume)
     info = train(cfg)
     log.info("trained: %s", {k: v for k, v in info.metrics.items() if not isinstance(v, (list, dict))})

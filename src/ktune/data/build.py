@@ -46,6 +46,7 @@ def build_dataset(kb, out_dir, config: DataConfig | None = None) -> dict:
         "kb_version": kb.version,
         "schema_version": kb.schema.version,
         "question_bank_version": gen.bank.version,
+        "inputs": input_digests(),
         "seed": config.seed,
         "counts": {s: len(splits[s]) for s in SPLITS},
         "config": {k: v for k, v in config.to_json().items() if k != "progress"},
@@ -61,6 +62,18 @@ def build_dataset(kb, out_dir, config: DataConfig | None = None) -> dict:
         "dataset %s written to %s in %.1fs: %s", manifest["data_version"], out, seconds, manifest["counts"]
     )
     return {**report, "out_dir": str(out), "seconds": seconds}
+
+
+def input_digests() -> dict[str, str]:
+    """A digest of each packaged file a build reads besides the KB (question templates, answer phrasings, absent
+    terms, lay names): the same KB and configuration with another of these files is another dataset."""
+    from ktune.data.answers import BANK_PATH as ANSWER_BANK
+    from ktune.data.generate import ABSENT_PATH
+    from ktune.data.questions import BANK_PATH as QUESTION_BANK
+    from ktune.kb.linker import LAY_NAMES_PATH
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+            for p in (QUESTION_BANK, ANSWER_BANK, ABSENT_PATH, LAY_NAMES_PATH)}
 
 
 def make_splits(gen: Generator, config: DataConfig) -> dict[str, list[DatasetRecord]]:
