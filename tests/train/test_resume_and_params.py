@@ -55,7 +55,8 @@ def test_resume_after_interruption_reaches_the_same_adapter_as_an_uninterrupted_
     assert (tmp_path / "broken" / "checkpoints" / "latest").read_text().strip() == "step-000008"
     state_file = tmp_path / "broken" / "checkpoints" / "step-000008" / "state.json"
     written = json.loads(state_file.read_text(encoding="utf-8"))
-    assert tuple(written) == OLD_STATE_KEYS  # LoopState writes the layout older versions wrote and read
+    assert tuple(written)[:5] == OLD_STATE_KEYS  # LoopState writes the layout older versions wrote and read
+    assert written["data_version"] == json.loads((tiny_data / "manifest.json").read_text())["data_version"]
     # a checkpoint written before LoopState: the old save_checkpoint's json.dumps({"step": step, **state})
     old_state = {"history": written["history"], "evals": [], "tokens": written["tokens"], "train_s": 1.5}
     state_file.write_text(json.dumps({"step": 8, **old_state}, ensure_ascii=False), encoding="utf-8")
@@ -74,7 +75,7 @@ def test_loop_state_reads_old_and_newer_checkpoint_states(caplog):
 
     state = LoopState(step=3, history=[[1, 2.5, 0.001]], tokens=40, train_s=2.0)
     assert LoopState.from_json(json.loads(json.dumps(state.to_json()))) == state
-    assert tuple(state.to_json()) == OLD_STATE_KEYS  # stopped_early never reaches a checkpoint
+    assert tuple(state.to_json()) == (*OLD_STATE_KEYS, "data_version")  # stopped_early never reaches a checkpoint
     assert LoopState.from_json({"step": 5, "history": [], "evals": [], "tokens": 9}) == LoopState(step=5, tokens=9)
     assert LoopState.from_json({"step": 2, "shards": 4}, origin="ckpt/state.json") == LoopState(step=2)
     assert "ckpt/state.json" in caplog.text and "shards" in caplog.text
@@ -87,6 +88,28 @@ def test_fresh_run_into_an_old_run_folder_discards_its_checkpoints(tiny_base, ti
     assert (tmp_path / "run" / "checkpoints" / "step-000008").is_dir()
     train(tiny_config(tiny_base, tiny_data, tmp_path / "run", steps=4), progress=False)
     assert not (tmp_path / "run" / "checkpoints" / "step-000008").exists()
+
+
+def test_a_checkpoint_does_not_resume_on_another_dataset(tiny_base, tiny_data, tmp_path):
+    import shutil
+
+    from ktune.errors import ConfigError
+    from ktune.train.checkpoint import checkpoint_data_version
+
+    def crash_at_9(step, state):
+        if step == 9:
+            raise Interrupt()
+
+    with pytest.raises(Interrupt):
+        train(tiny_config(tiny_base, tiny_data, tmp_path / "run", steps=16), callbacks=[crash_at_9], progress=False)
+    other = tmp_path / "other_data"
+    shutil.copytree(tiny_data, other)
+    manifest = json.loads((other / "manifest.json").read_text(encoding="utf-8"))
+    assert checkpoint_data_version(tmp_path / "run") == manifest["data_version"]
+    manifest["data_version"] = "an-edited-dataset"
+    (other / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ConfigError, match="an-edited-dataset"):
+        train(tiny_config(tiny_base, other, tmp_path / "run", steps=16, resume=True), progress=False)
 
 
 @pytest.mark.parametrize(("warmup", "total"), [(10, 100), (0, 5), (3, 3), (2, 24)])

@@ -31,6 +31,7 @@ class LoopState:
     evals: list[dict] = field(default_factory=list)  # generation checks
     tokens: int = 0  # target tokens trained on
     train_s: float = 0.0  # training time, summed over resumed sessions
+    data_version: str = ""  # the dataset trained on ("" in checkpoints written before it was recorded)
     stopped_early: str | None = None  # why the loop stopped before the last step (never in a checkpoint)
 
     def to_json(self) -> dict:
@@ -106,6 +107,16 @@ def _prune(root: Path, keep: int) -> None:
     steps = sorted(p for p in root.glob("step-*") if p.is_dir())
     for old in steps[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_data_version(run_dir: Path) -> str | None:
+    """The dataset version the run's latest checkpoint was trained on: None without a checkpoint, "" when the
+    checkpoint predates recording it."""
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        return None
+    raw = json.loads((latest / "state.json").read_text(encoding="utf-8"))
+    return str(raw.get("data_version", ""))
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -223,8 +223,13 @@ def prepare_out(s: Session) -> ckpt.LoopState:
     """Create or resume the run folder; returns the restored loop state (step 0 for a fresh run)."""
     out = s.out
     latest = ckpt.latest_checkpoint(out) if s.config.resume else None
+    data_version = s.manifest.get("data_version", "")
     if latest is not None:
         state = ckpt.load_checkpoint(latest, s.model, s.optimizer, s.scheduler, rank=s.accelerator.process_index)
+        if state.data_version and data_version and state.data_version != data_version:
+            raise ConfigError(f"--resume: {latest} was trained on dataset {state.data_version}, --data is "
+                              f"{data_version}; pass the same dataset or start a fresh --out")
+        state.data_version = data_version
         log.info("resuming from %s (step %d of %d)", latest, state.step, s.total_steps)
         return state
     if s.config.resume:
@@ -234,4 +239,4 @@ def prepare_out(s: Session) -> ckpt.LoopState:
             raise ConfigError(f"--out {out} exists and is not a ktune run; choose an empty or new folder")
         shutil.rmtree(out / ckpt.CKPT_DIR, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    return ckpt.LoopState()
+    return ckpt.LoopState(data_version=data_version)
