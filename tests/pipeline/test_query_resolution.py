@@ -304,3 +304,4 @@ def test_a_variant_of_a_kb_name_written_as_a_word_of_the_question_is_a_mention(e
     assert entries.mentions("肺炎症状有哪些") == [(0, 2, "肺炎")]
     q = entries.framed_mention("我爸帕金森后遗症有哪些", Query("帕金森后遗症", "病因", None, raw="帕金森后遗症|病因"))
     assert q.linked_entity in ("帕金森病", "帕金森症") and q.link_method == "framed:variant"
+    assert q.entity == q.linked_entity  # the query names the KB key the variant rule reached, not 帕金森

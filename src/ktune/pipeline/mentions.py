@@ -13,7 +13,7 @@ from ktune.errors import UnknownAttributeError
 from ktune.kb.aliases import DERIVED
 from ktune.kb.linker import normalize
 from ktune.kb.variants import frame_only
-from ktune.pipeline.query_types import NAMED_KINDS, OTHER_KIND, Query, is_sure
+from ktune.pipeline.query_types import NAMED_KINDS, OTHER_KIND, RULE_LINKS, Query, is_sure
 
 POPULATION_WINDOW = 6  # characters before a name searched for a population word (一岁宝宝 + 拉肚子)
 # A mention stands alone unless a longer word holds it (上腹痛) or a single character glued to it makes a longer term
@@ -50,6 +50,12 @@ def _framing(text: str) -> bool:
     for word in _GLUE_WORDS:
         text = text.replace(word, "")
     return frame_only("".join(ch for ch in text if ch not in _GLUE_CHARS))
+
+
+def _named(surface: str, link) -> str:
+    """What the query names: the KB key a linker rule reached from a surface that is no KB key (牙疼 -> 牙痛,
+    as in QueryStage.resolve_free), else the surface the question writes."""
+    return link.entity if link.method in RULE_LINKS else surface
 
 
 def _subsequence(short: str, long: str) -> bool:
@@ -138,7 +144,7 @@ class MentionRules:
             links = [lk for lk in self.kb.link(surface, k=self.config.link_k) if is_sure(lk.method)]
             if links:  # a generic drug name: the product that has the attribute (二甲双胍 -> 盐酸二甲双胍片)
                 best = self._pick_link(links, attr)
-                out[i] = Query(surface, attr, best.entity, best.score, f"named_entity:{best.method}", raw)
+                out[i] = Query(_named(surface, best), attr, best.entity, best.score, f"named_entity:{best.method}", raw)
         return out
 
     def framed_mention(self, question: str, query: Query) -> Query:
@@ -175,7 +181,7 @@ class MentionRules:
         attribute, raw = query.attribute, query.raw
         if attribute not in self._kind_attributes(best.entity):  # 心梗前兆|相关症状 (a symptom entry's field):
             attribute, raw = self.free_attributes([question], [surface])[0]  # the model's attribute after the name
-        return Query(surface, attribute, best.entity, best.score, f"framed:{best.method}", raw)
+        return Query(_named(surface, best), attribute, best.entity, best.score, f"framed:{best.method}", raw)
 
     def named_entity(self, question: str) -> str | None:
         """The KB surface (a condition, drug, herb or formula; a generic drug name included) the question names as
