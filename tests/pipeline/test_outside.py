@@ -20,6 +20,7 @@ from ktune.pipeline.outside import outside_field
         ("阿莫西林可以医保报销吗？", None),  # CMeKG records 是否纳入医保 / 医保药品 for drugs
         ("肺炎住院必须做哪些检查？", None),  # 住院 alone asks no stay
         ("布洛芬一次吃多少？", None),
+        ("痛风治好要花多少时间？", None),  # a duration, not a cost
     ],
 )
 def test_the_asks_no_kb_field_records_are_read_from_their_words(question, field):

@@ -16,7 +16,7 @@ from ktune.kb.linker import normalize
 
 # (what is asked, how it is written); read over normalize(question)
 OUTSIDE_FIELDS = (
-    ("费用", re.compile(r"多少钱|价格|价钱|费用|贵不贵|花多少|收费")),
+    ("费用", re.compile(r"多少钱|价格|价钱|费用|贵不贵|收费")),
     ("医院", re.compile(r"哪(个|家|所|间)医院|什么医院|医院(哪|排名|推荐)|哪(个|位)医生|哪个专家")),
     ("住院天数", re.compile(r"住(几|多少)天|住院(几|多少)天|住多久|住院多久|住多长时间")),
 )
