@@ -110,6 +110,8 @@ def test_a_checkpoint_does_not_resume_on_another_dataset(tiny_base, tiny_data, t
     (other / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(ConfigError, match="an-edited-dataset"):
         train(tiny_config(tiny_base, other, tmp_path / "run", steps=16, resume=True), progress=False)
+    (tmp_path / "run" / "checkpoints" / "step-000008" / "state.json").write_text("{not json", encoding="utf-8")
+    assert checkpoint_data_version(tmp_path / "run") == ""  # unreadable: unknown, never a crash
 
 
 @pytest.mark.parametrize(("warmup", "total"), [(10, 100), (0, 5), (3, 3), (2, 24)])

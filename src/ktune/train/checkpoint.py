@@ -111,12 +111,15 @@ def _prune(root: Path, keep: int) -> None:
 
 def checkpoint_data_version(run_dir: Path) -> str | None:
     """The dataset version the run's latest checkpoint was trained on: None without a checkpoint, "" when the
-    checkpoint predates recording it."""
+    checkpoint predates recording it or its state cannot be read (resuming it then says what is wrong)."""
     latest = latest_checkpoint(run_dir)
     if latest is None:
         return None
-    raw = json.loads((latest / "state.json").read_text(encoding="utf-8"))
-    return str(raw.get("data_version", ""))
+    try:
+        raw = json.loads((latest / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(raw.get("data_version", "")) if isinstance(raw, dict) else ""
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
