@@ -154,12 +154,35 @@ def test_manifest_and_report_describe_the_files(data_kb, built):
 
 def test_the_manifest_names_the_packaged_inputs_so_an_edited_one_is_another_dataset(built, tmp_path, monkeypatch):
     import ktune.kb.linker as linker
-    from ktune.data.build import input_digests
+    from ktune.data.build import GENERATOR_VERSION, input_digests
 
     manifest = json.loads((built[0] / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["inputs"] == input_digests()
+    assert manifest["inputs"] == input_digests() and manifest["generator_version"] == GENERATOR_VERSION
     assert set(manifest["inputs"]) == {"question_bank.json", "answer_bank.json", "absent_terms.json", "lay_names.json"}
     edited = tmp_path / "lay_names.json"
     edited.write_text(linker.LAY_NAMES_PATH.read_text(encoding="utf-8").replace("心肌梗死", "心肌梗塞"), "utf-8")
     monkeypatch.setattr(linker, "LAY_NAMES_PATH", edited)
     assert input_digests()["lay_names.json"] != manifest["inputs"]["lay_names.json"]
+
+
+def test_a_field_the_kbs_own_other_name_for_the_entry_answers_is_no_refusal(tmp_path):
+    """羊耳蒜 has no 采收 facts, but the KB names it as 见血清's 别称 and 见血清 has them: stage 1 answers from 见血清
+    (answering_entry), so the dataset must not teach or test a refusal for it; a field neither entry has still is one."""
+    from ktune.data.splits import entity_pools
+    from ktune.data.generate import predicates_by_entity
+
+    from ..conftest import kb_from_records
+
+    kb = kb_from_records(tmp_path, [
+        {"中心词": "见血清", "别称": ["羊耳蒜"], "功效": ["凉血止血"], "采收时间": ["夏秋采收"]},
+        {"中心词": "羊耳蒜", "功效": ["活血"], "性味": ["甘"]},
+        {"中心词": "野菊花", "功效": ["清热解毒"], "性味": ["苦"]},
+    ])
+    try:
+        pools = entity_pools(kb, predicates_by_entity(kb), set(), small_config())
+        assert kb.kind("羊耳蒜") == kb.kind("见血清") == "herb"
+        assert "产地与采收" not in pools.lacking["羊耳蒜"]  # 见血清 answers it
+        assert "产地与采收" in pools.lacking["野菊花"]  # no entry the KB names as 野菊花 has it
+        assert "毒性" in pools.lacking["羊耳蒜"] and "毒性" in pools.lacking["见血清"]
+    finally:
+        kb.close()

@@ -63,7 +63,7 @@ def _ensure_kb(kb) -> None:
 
 def _ensure_dataset(kb, data_dir: Path) -> Path:
     from ktune.data import DataConfig, build_dataset
-    from ktune.data.build import input_digests
+    from ktune.data.build import GENERATOR_VERSION, input_digests
     from ktune.data.dataset import Dataset
     from ktune.data.questions import QuestionBank
 
@@ -72,6 +72,7 @@ def _ensure_dataset(kb, data_dir: Path) -> Path:
         "kb_version": kb.version,
         "question_bank_version": QuestionBank.load().version,
         "inputs": input_digests(),  # an edited template or lay name list is another dataset
+        "generator_version": GENERATOR_VERSION,  # so is a generator that writes other records
         "config": {k: v for k, v in config.to_json().items() if k != "progress"},
     }
     built = Dataset.load(data_dir).manifest if data_dir.is_dir() else {}
@@ -79,7 +80,7 @@ def _ensure_dataset(kb, data_dir: Path) -> Path:
         if all(built.get(k) == v for k, v in current.items()):
             log.info("step 2/6: dataset %s ready", data_dir)
             return data_dir
-        log.info("step 2/6: dataset %s was built from another KB, question bank, lay-name list or configuration",
+        log.info("step 2/6: dataset %s was built from another KB, question bank, lay-name list, generator or configuration",
                  data_dir)
     log.info("step 2/6: building the knowledge-tuning dataset into %s", data_dir)
     report = build_dataset(kb, data_dir, config)

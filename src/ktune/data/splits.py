@@ -59,19 +59,28 @@ def entity_pools(kb, predicates_of: dict[str, set[str]], protected: set[str], co
     """Classify entities, find their attributes, and hold out whole alias groups for test_unseen."""
     schema = kb.schema
     kinds = dict(kb.store.iter_entities())
-    attrs, lacking = {}, {}
+    attrs = {}
     for e, kind in sorted(kinds.items()):
-        applicable = schema.attributes_for_kind(kind)
         have = predicates_of.get(e, set())
-        has = [a for a in applicable if have.intersection(schema.attributes[a].predicates)]
-        if has:
+        if has := [a for a in schema.attributes_for_kind(kind) if have.intersection(schema.attributes[a].predicates)]:
             attrs[e] = has
-            # a lacking attribute is a refusal only when no attribute of its intent answers it (stage 2 falls back)
-            lacking[e] = [a for a in applicable if not set(schema.intent(a)).intersection(has)]
+    lacking = {e: _lacking(e, kinds, attrs, kb.linker.equivalents(e), schema) for e in attrs}
     group_of, groups = alias_groups(sorted(kinds), kb.store.iter_aliases())
     blocked = {group_of[e] for e in protected if e in group_of}
     unseen = _hold_out(attrs, group_of, groups, blocked, config)
     return EntityPools(kinds, attrs, lacking, group_of, groups, unseen)
+
+
+def _lacking(entity: str, kinds: dict[str, str], attrs: dict[str, list[str]], equivalents, schema) -> list[str]:
+    """The applicable attributes a question about `entity` is refused for: no attribute of the intent answers it
+    (stage 2 falls back), in this entry or in one the KB names as the same condition or drug (stage 1's
+    answering_entry moves there: 羊耳蒜's 采收 is 见血清's, CMeKG's 别称 of it)."""
+    kind = kinds[entity]
+    answered = set(attrs[entity])
+    for other, _ in equivalents:
+        if kinds.get(other) == kind:
+            answered.update(attrs.get(other, ()))
+    return [a for a in schema.attributes_for_kind(kind) if not set(schema.intent(a)).intersection(answered)]
 
 
 def _hold_out(attrs, group_of, groups, blocked, config) -> set[str]:
