@@ -168,8 +168,8 @@ def test_the_manifest_names_the_packaged_inputs_so_an_edited_one_is_another_data
 def test_a_field_the_kbs_own_other_name_for_the_entry_answers_is_no_refusal(tmp_path):
     """羊耳蒜 has no 采收 facts, but the KB names it as 见血清's 别称 and 见血清 has them: stage 1 answers from 见血清
     (answering_entry), so the dataset must not teach or test a refusal for it; a field neither entry has still is one."""
-    from ktune.data.splits import entity_pools
     from ktune.data.generate import predicates_by_entity
+    from ktune.data.splits import entity_pools
 
     from ..conftest import kb_from_records
 
