@@ -197,3 +197,17 @@ def test_variant_mentions_are_windows_that_read_as_a_kb_name_under_the_variant_k
     assert (0, 4, "带状疱疹") in linker.variant_mentions("带状疱疹后遗症")  # 感染 left out
     assert all(w != "肺炎" for _, _, w in linker.variant_mentions("肺炎怎么治"))  # a KB name is an exact mention
     assert linker.variant_mentions("乳腺结节怎么办") == []
+
+
+def test_a_name_typed_with_fuzzy_pinyin_reads_as_the_kb_name_when_no_exact_homophone_exists():
+    """库兴 for 库欣 (xing / xin), 帕金生 for 帕金森 (sheng / sen): an input method's 模糊音; an exact homophone
+    wins, and two names that read alike under fuzzy pinyin give no guess."""
+    linker = EntityLinker(["库欣综合征", "帕金森病", "高血压", "脑血栓", "脑血栓形成"], [], {})
+    assert linker.homophone_of("库兴综合征") == "库欣综合征"
+    assert linker.homophone_of("帕金生病") == "帕金森病"  # sheng -> seng -> sen
+    assert linker.homophone_mentions("我妈库兴综合征怎么治") == [(2, 7, "库欣综合征")]
+    assert linker.homophone_of("高血呀") == "高血压"  # exact homophone, as before
+    assert linker.homophone_of("库兴病") is None  # reads like no KB name
+    assert [lk.entity for lk in linker.link("库兴综合征")] == ["库欣综合征"]
+    assert EntityLinker(["山楂丸"], [], {}).homophone_of("三渣丸") == "山楂丸"  # san za = shan zha
+    assert EntityLinker(["山楂丸", "山扎丸"], [], {}).homophone_of("三渣丸") is None

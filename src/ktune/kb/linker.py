@@ -80,6 +80,18 @@ class _Pinyin:
             out.append(py)
         return " ".join(out)
 
+    @staticmethod
+    def fuzzy(key: str) -> str:
+        """The key as an input method's fuzzy pinyin reads it (模糊音: zh/z, ch/c, sh/s, l/n, ing/in, eng/en,
+        ang/an): 库兴 is typed for 库欣."""
+        return " ".join(_FUZZY_FINAL.sub(r"\1", _FUZZY_INITIAL.sub(lambda m: _FUZZY_TO[m.group(0)], syl))
+                        for syl in key.split(" "))
+
+
+_FUZZY_INITIAL = re.compile(r"^(zh|ch|sh|l)")
+_FUZZY_TO = {"zh": "z", "ch": "c", "sh": "s", "l": "n"}
+_FUZZY_FINAL = re.compile(r"(in|en|an)g$")
+
 
 def _grams(s: str) -> set[str]:
     """Character bigrams plus skip-bigrams, so one substituted character still leaves shared keys."""
@@ -105,6 +117,7 @@ class EntityLinker:
         self._loose: dict[str, list[str]] | None = None
         self._grams: dict[str, list[str]] | None = None
         self._pinyin_index: dict[str, list[str]] | None = None
+        self._fuzzy_pinyin_index: dict[str, list[str]] = {}
         self._py: _Pinyin | None = None
         self.max_len = max(map(len, self.surfaces), default=0)
 
@@ -170,7 +183,7 @@ class EntityLinker:
         if len(norm) < min_len or norm in self.surfaces or not all(_is_cjk(ch) for ch in norm):
             return None
         self._build_pinyin()
-        hits = [s for s in self._pinyin_index.get(self._py.key(norm), ()) if len(s) == len(norm)]
+        hits = self._read_alike(self._py.key(norm), len(norm))
         return hits[0] if len(hits) == 1 else None
 
     def homophone_mentions(self, text: str, min_len: int = 3) -> list[tuple[int, int, str]]:
@@ -188,7 +201,7 @@ class EntityLinker:
                 window = norm[i:j]
                 if window in self.surfaces or not _is_cjk(window[0]) or not _is_cjk(window[-1]):
                     continue
-                hits = [s for s in self._pinyin_index.get(" ".join(keys[i:j]), ()) if len(s) == len(window)]
+                hits = self._read_alike(" ".join(keys[i:j]), len(window))
                 if len(hits) == 1:  # two KB names read alike: no guess
                     out.append((i, j, hits[0]))
                     i = j
@@ -323,19 +336,31 @@ class EntityLinker:
         if len(norm) < 2 or not any(_is_cjk(ch) for ch in norm):
             return
         self._build_pinyin()
-        for s in self._pinyin_index.get(self._py.key(norm), ()):
+        for s in self._read_alike(self._py.key(norm)):
             for e, _ in self._entities_of(s):
                 self._add(found, e, 0.8, "pinyin", text)
 
+    def _read_alike(self, key: str, length: int | None = None) -> list[str]:
+        """The surfaces (of `length` characters, when given) that read as `key`; when none does, those that read
+        as it under fuzzy pinyin (_Pinyin.fuzzy)."""
+        for index, k in ((self._pinyin_index, key), (self._fuzzy_pinyin_index, _Pinyin.fuzzy(key))):
+            hits = [s for s in index.get(k, ()) if length is None or len(s) == length]
+            if hits:
+                return hits
+        return []
+
     def _build_pinyin(self) -> None:
-        """The pinyin key -> surfaces index, built once and assigned whole (threads may race to build it)."""
+        """The pinyin key -> surfaces indexes (exact and fuzzy), built once and assigned whole (threads may race
+        to build them)."""
         if self._pinyin_index is None:
             py = _Pinyin()
             index: dict[str, list[str]] = defaultdict(list)
+            fuzzy: dict[str, list[str]] = defaultdict(list)
             for s in sorted(self.surfaces):
                 if len(s) >= 2 and any(_is_cjk(ch) for ch in s):
-                    index[py.key(s)].append(s)
-            self._py, self._pinyin_index = py, index
+                    index[key := py.key(s)].append(s)
+                    fuzzy[_Pinyin.fuzzy(key)].append(s)
+            self._py, self._fuzzy_pinyin_index, self._pinyin_index = py, fuzzy, index
 
     def _fuzzy(self, found: dict[str, Link], norm: str, text: str) -> None:
         if len(norm) < 2:
