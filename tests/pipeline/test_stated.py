@@ -24,6 +24,8 @@ SCHEMA = Schema.load()
         ("金匮肾气丸的功效与作用", ("金匮肾气丸",), "drug", "成份", "适应症"),
         ("金匮肾气丸的功效与作用", ("金匮肾气丸",), "drug", "适应症", None),
         ("丝瓜 功效", ("丝瓜",), "herb", "性味", "功效"),  # a herb's own field stays itself
+        ("胺碘酮 相互作用", ("胺碘酮",), "drug", "不良反应", "药物相互作用"),  # 药物相互作用 written as 相互作用
+        ("高血压 治疗", ("高血压",), "disease", "多发人群", "治疗方案"),  # 治疗 stays 治疗方案's (not 药物治疗's)
     ],
 )
 def test_the_field_a_fragment_names_replaces_a_model_attribute_of_another_intent(question, names, kind, model,

@@ -2,7 +2,7 @@
 
 A small model sometimes writes another attribute than the one the question spells out (哮喘 并发症 -> 多发人群).
 The words read here are not a hand-written cue list: they are the schema's own names for each attribute (the
-canonical name and the raw CMeKG predicates it gathers, 常见症状 also as 症状), found as whole words (jieba
+canonical name and the raw CMeKG predicates it gathers, 常见症状 also as 症状, 药物相互作用 as 相互作用), found as whole words (jieba
 boundaries: 体检|查出 names no 检查) outside the entity's name. The model's attribute gives way only when the
 question names exactly one attribute, that attribute is a field of the entity's kind, and it is of another
 intent than the model's (治疗方案 and 药物治疗 are one intent: no change). A field of another kind stands for its
@@ -15,6 +15,9 @@ from __future__ import annotations
 from ktune.kb.linker import normalize
 
 MIN_WORD = 2
+# Words a field's name may be written without: 常见症状 as 症状, 药物相互作用 as 相互作用 (the shorter word is read
+# only where no field's own name is it: 药物治疗's 治疗 stays 治疗方案's).
+_DROPPED_PREFIXES = ("常见", "药物")
 
 
 def _words(schema) -> tuple[tuple[str, str], ...]:
@@ -24,7 +27,7 @@ def _words(schema) -> tuple[tuple[str, str], ...]:
         for word in (attr.name, *attr.predicates):
             if "_" in word:  # 诊断依据_临床表现: a CMeKG field path, never written by users
                 continue
-            for w in (word, word[2:] if word.startswith("常见") else ""):
+            for w in (word, word[2:] if word.startswith(_DROPPED_PREFIXES) else ""):
                 if len(w) >= MIN_WORD:
                     pairs.setdefault(normalize(w), attr.name)
     return tuple(sorted(pairs.items(), key=lambda p: -len(p[0])))
