@@ -211,3 +211,13 @@ def test_a_name_typed_with_fuzzy_pinyin_reads_as_the_kb_name_when_no_exact_homop
     assert [lk.entity for lk in linker.link("库兴综合征")] == ["库欣综合征"]
     assert EntityLinker(["山楂丸"], [], {}).homophone_of("三渣丸") == "山楂丸"  # san za = shan zha
     assert EntityLinker(["山楂丸", "山扎丸"], [], {}).homophone_of("三渣丸") is None
+
+
+def test_a_lay_name_that_reads_like_its_own_entry_does_not_make_a_homophone_ambiguous():
+    """寻麻疹 (a lay-name miswriting of 荨麻疹) and 荨麻疹 read alike: 荨麻诊 is still 荨麻疹, not "two names, no guess";
+    two different entries that read alike still give none."""
+    linker = EntityLinker(["荨麻疹", "荨麻疹丸", "高血压", "高血鸭"],
+                          [("寻麻疹", "荨麻疹", "lay_name"), ("荨麻疹", "荨麻疹丸", "derived:generic")], {})
+    assert linker.homophone_of("荨麻诊") == "荨麻疹"
+    assert linker.homophone_mentions("荨麻诊的症状") == [(0, 3, "荨麻疹")]
+    assert linker.homophone_of("高血呀") is None  # 高血压 and 高血鸭: two entries read alike

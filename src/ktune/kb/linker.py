@@ -29,6 +29,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from ktune.kb.aliases import DERIVED
+from ktune.kb.pinyin import Pinyin, is_cjk
 from ktune.kb.variants import POPULATIONS, loose_key, strip_modifiers
 
 LAY_NAMES_PATH = Path(__file__).with_name("lay_names.json")
@@ -58,41 +59,6 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", _PUNCT.sub("", unicodedata.normalize("NFKC", text).lower()))
 
 
-def _is_cjk(ch: str) -> bool:
-    return "\u4e00" <= ch <= "\u9fff"
-
-
-class _Pinyin:
-    """Toneless pinyin keys, one reading per character (a homophone typo keeps the key)."""
-
-    def __init__(self):
-        from pypinyin import lazy_pinyin
-
-        self._lazy = lazy_pinyin
-        self._chars: dict[str, str] = {}
-
-    def key(self, text: str) -> str:
-        out = []
-        for ch in text:
-            py = self._chars.get(ch)
-            if py is None:
-                py = self._chars[ch] = self._lazy(ch)[0] if _is_cjk(ch) else ch
-            out.append(py)
-        return " ".join(out)
-
-    @staticmethod
-    def fuzzy(key: str) -> str:
-        """The key as an input method's fuzzy pinyin reads it (模糊音: zh/z, ch/c, sh/s, l/n, ing/in, eng/en,
-        ang/an): 库兴 is typed for 库欣."""
-        return " ".join(_FUZZY_FINAL.sub(r"\1", _FUZZY_INITIAL.sub(lambda m: _FUZZY_TO[m.group(0)], syl))
-                        for syl in key.split(" "))
-
-
-_FUZZY_INITIAL = re.compile(r"^(zh|ch|sh|l)")
-_FUZZY_TO = {"zh": "z", "ch": "c", "sh": "s", "l": "n"}
-_FUZZY_FINAL = re.compile(r"(in|en|an)g$")
-
-
 def _grams(s: str) -> set[str]:
     """Character bigrams plus skip-bigrams, so one substituted character still leaves shared keys."""
     return {s[i : i + 2] for i in range(len(s) - 1)} | {_SKIP + s[i] + s[i + 2] for i in range(len(s) - 2)}
@@ -118,7 +84,7 @@ class EntityLinker:
         self._grams: dict[str, list[str]] | None = None
         self._pinyin_index: dict[str, list[str]] | None = None
         self._fuzzy_pinyin_index: dict[str, list[str]] = {}
-        self._py: _Pinyin | None = None
+        self._py: Pinyin | None = None
         self.max_len = max(map(len, self.surfaces), default=0)
 
     @classmethod
@@ -180,18 +146,17 @@ class EntityLinker:
         """The one KB surface that reads exactly like `text` (at least `min_len` characters, not itself a
         surface): 鼻豆炎 -> 鼻窦炎, 甲消唑 -> 甲硝唑; None when there is none or more than one."""
         norm = normalize(text)
-        if len(norm) < min_len or norm in self.surfaces or not all(_is_cjk(ch) for ch in norm):
+        if len(norm) < min_len or norm in self.surfaces or not all(is_cjk(ch) for ch in norm):
             return None
         self._build_pinyin()
-        hits = self._read_alike(self._py.key(norm), len(norm))
-        return hits[0] if len(hits) == 1 else None
+        return self._one_reading(self._read_alike(self._py.key(norm), len(norm)))
 
     def homophone_mentions(self, text: str, min_len: int = 3) -> list[tuple[int, int, str]]:
         """KB surfaces written in `text` with a homophone typo (高血呀 -> 高血压, 阿莫西林交囊 -> 阿莫西林胶囊; how a
         pinyin input method errs): windows of at least `min_len` characters that are no KB surface themselves but
         read like one, longest first, left to right, no overlaps; (start, end, surface) over normalize(text)."""
         norm = normalize(text)
-        if not any(_is_cjk(ch) for ch in norm):
+        if not any(is_cjk(ch) for ch in norm):
             return []
         self._build_pinyin()
         keys = [self._py.key(ch) for ch in norm]
@@ -199,11 +164,11 @@ class EntityLinker:
         while i < len(norm):
             for j in range(min(len(norm), i + self.max_len), i + min_len - 1, -1):
                 window = norm[i:j]
-                if window in self.surfaces or not _is_cjk(window[0]) or not _is_cjk(window[-1]):
+                if window in self.surfaces or not is_cjk(window[0]) or not is_cjk(window[-1]):
                     continue
-                hits = self._read_alike(" ".join(keys[i:j]), len(window))
-                if len(hits) == 1:  # two KB names read alike: no guess
-                    out.append((i, j, hits[0]))
+                hit = self._one_reading(self._read_alike(" ".join(keys[i:j]), len(window)))
+                if hit is not None:
+                    out.append((i, j, hit))
                     i = j
                     break
             else:
@@ -220,7 +185,7 @@ class EntityLinker:
         for i in range(len(norm)):
             for j in range(i + 2, min(len(norm), i + max_len) + 1):
                 window = norm[i:j]
-                if (window not in self.surfaces and _is_cjk(window[0]) and _is_cjk(window[-1])
+                if (window not in self.surfaces and is_cjk(window[0]) and is_cjk(window[-1])
                         and len(key := loose_key(window)) >= 2 and (len(window) > 2 or key != window)
                         and any(pred != DERIVED for s in loose.get(key, ()) for _, pred in self._entities_of(s))):
                     out.append((i, j, window))
@@ -333,17 +298,25 @@ class EntityLinker:
         return None
 
     def _pinyin_match(self, found: dict[str, Link], norm: str, text: str) -> None:
-        if len(norm) < 2 or not any(_is_cjk(ch) for ch in norm):
+        if len(norm) < 2 or not any(is_cjk(ch) for ch in norm):
             return
         self._build_pinyin()
         for s in self._read_alike(self._py.key(norm)):
             for e, _ in self._entities_of(s):
                 self._add(found, e, 0.8, "pinyin", text)
 
+    def _one_reading(self, hits: list[str]) -> str | None:
+        """The surface a homophone stands for: the one hit, not counting another name or alias of an entry a hit
+        names (荨麻疹 and its lay name 寻麻疹 read alike); None when different entries read alike (no guess)."""
+        named = {e for h in hits for e in self.by_norm.get(h, ())}
+        if len(hits) > 1 and named:
+            hits = [h for h in hits if h in self.by_norm or not {e for e, _ in self._entities_of(h)} <= named]
+        return hits[0] if len(hits) == 1 else None
+
     def _read_alike(self, key: str, length: int | None = None) -> list[str]:
         """The surfaces (of `length` characters, when given) that read as `key`; when none does, those that read
-        as it under fuzzy pinyin (_Pinyin.fuzzy)."""
-        for index, k in ((self._pinyin_index, key), (self._fuzzy_pinyin_index, _Pinyin.fuzzy(key))):
+        as it under fuzzy pinyin (Pinyin.fuzzy)."""
+        for index, k in ((self._pinyin_index, key), (self._fuzzy_pinyin_index, Pinyin.fuzzy(key))):
             hits = [s for s in index.get(k, ()) if length is None or len(s) == length]
             if hits:
                 return hits
@@ -353,13 +326,13 @@ class EntityLinker:
         """The pinyin key -> surfaces indexes (exact and fuzzy), built once and assigned whole (threads may race
         to build them)."""
         if self._pinyin_index is None:
-            py = _Pinyin()
+            py = Pinyin()
             index: dict[str, list[str]] = defaultdict(list)
             fuzzy: dict[str, list[str]] = defaultdict(list)
             for s in sorted(self.surfaces):
-                if len(s) >= 2 and any(_is_cjk(ch) for ch in s):
+                if len(s) >= 2 and any(is_cjk(ch) for ch in s):
                     index[key := py.key(s)].append(s)
-                    fuzzy[_Pinyin.fuzzy(key)].append(s)
+                    fuzzy[Pinyin.fuzzy(key)].append(s)
             self._py, self._fuzzy_pinyin_index, self._pinyin_index = py, fuzzy, index
 
     def _fuzzy(self, found: dict[str, Link], norm: str, text: str) -> None:
