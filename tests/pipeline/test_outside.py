@@ -36,22 +36,3 @@ def test_a_question_asking_a_cost_is_refused_saying_the_kb_does_not_record_it(ti
     config = PipelineConfig(max_answer_tokens=8, max_query_tokens=24, outside_fields=False)
     answer = KnowledgeTunedQA(model, tok, mini_kb, config=config).ask("偏头痛吃药一个月要花多少钱？")
     assert answer.refusal_reason != "outside_kb"
-
-
-@pytest.mark.parametrize(
-    "question,entity,field",
-    [
-        ("急性中耳炎能吃辣的吗", "急性中耳炎", "饮食"),  # a food asked of a condition
-        ("偏头痛能喝咖啡吗？", "偏头痛", "饮食"),
-        ("偏头痛饮食要注意什么", "偏头痛", "饮食"),
-        ("急性中耳炎能吃阿莫西林胶囊吗", "急性中耳炎", None),  # a KB drug: a treatment question
-        ("急性中耳炎能吃阿莫仙吗", "急性中耳炎", None),  # the drug by its brand name (an alias)
-        ("偏头痛能吃止痛药吗", "偏头痛", None),  # 药
-        ("阿莫西林胶囊能喝酒吗", "阿莫西林胶囊", None),  # asked of a drug: its 注意事项 / interactions
-        ("急性中耳炎吃什么药", "急性中耳炎", None),
-    ],
-)
-def test_what_a_condition_allows_to_eat_or_drink_is_no_kb_field_but_a_drug_asked_of_it_is(mini_kb, question, entity,
-                                                                                         field):
-    assert outside_field(question, mini_kb, entity) == field
-    assert outside_field(question) is None  # the diet ask needs the KB and the linked entity

@@ -32,7 +32,7 @@ QUANTIZE = ("auto", "none", "int8")  # CPU weight quantization (ktune.pipeline.q
 
 DEFAULT_REFUSAL = "知识库中没有“{entity}”的“{attribute}”信息，无法根据知识库回答这个问题。"
 DEFAULT_NO_QUERY_REFUSAL = "这个问题在知识库中找不到对应的条目（未识别出可查询的医学实体），无法根据知识库回答。"
-DEFAULT_OUTSIDE_REFUSAL = "知识库只收录疾病和药物的医学知识，不收录费用、医院、住院天数或饮食等信息，无法根据知识库回答这个问题。"
+DEFAULT_OUTSIDE_REFUSAL = "知识库只收录疾病和药物的医学知识，不收录费用、医院或住院天数等信息，无法根据知识库回答这个问题。"
 
 
 @dataclass

@@ -85,7 +85,7 @@ class QueryStage(MentionRules):
         if self.config.multi_part:
             queries = asked_parts(self, questions, queries)
         if self.config.outside_fields:
-            queries = [replace(query, outside=field) if (field := outside_field(q, self.kb, query.linked_entity)) else query
+            queries = [replace(query, outside=field) if (field := outside_field(q)) else query
                        for q, query in zip(questions, queries, strict=True)]
         return queries
 

@@ -64,7 +64,7 @@ const REASONS = {
   entity_not_in_kb: "生成的实体不在知识库中",
   no_attribute: "没有识别出要查询的属性",
   no_knowledge: "知识库有该实体，但没有这个属性的信息",
-  outside_kb: "问的是知识库不收录的信息（费用、医院、住院天数、饮食）",
+  outside_kb: "问的是知识库不收录的信息（费用、医院、住院天数）",
 };
 
 function bodyOf(answer) {
