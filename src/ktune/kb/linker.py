@@ -7,7 +7,7 @@ then by name):
   > normalized alias (0.88) > variant (0.86: the same name up to a 病/症/综合征/感染 suffix, 性, 疼/痛, or how a
   type number is written: 手足口 -> 手足口病, 过敏鼻炎 -> 过敏性鼻炎, 2型糖尿病 -> II型糖尿病)
   > modifier (0.84: a KB name after removing who / how severe / when words around it: 轻度脂肪肝 -> 脂肪肝,
-  孕妇贫血 -> 贫血) > pinyin homophone (0.8)
+  孕妇贫血 -> 贫血) > pinyin homophone (0.8; exact pinyin, else fuzzy pinyin: 库兴 -> 库欣)
   > fuzzy (0.68-0.8: edit distance over character bigram and skip-bigram candidates, a bonus when the
   text is contained in the surface, e.g. 肝胆管结石 -> 肝胆管结石病).
 Variant and modifier links are rules, not guesses: they never cross to a different KB name when the text
@@ -143,8 +143,9 @@ class EntityLinker:
         return out
 
     def homophone_of(self, text: str, min_len: int = 3) -> str | None:
-        """The one KB surface that reads exactly like `text` (at least `min_len` characters, not itself a
-        surface): 鼻豆炎 -> 鼻窦炎, 甲消唑 -> 甲硝唑; None when there is none or more than one."""
+        """The one KB surface that reads like `text` (at least `min_len` characters, not itself a surface; exact
+        pinyin first, else fuzzy pinyin): 鼻豆炎 -> 鼻窦炎, 甲消唑 -> 甲硝唑, 库心 -> 库欣; None when there is none
+        or when different entries read alike."""
         norm = normalize(text)
         if len(norm) < min_len or norm in self.surfaces or not all(is_cjk(ch) for ch in norm):
             return None
