@@ -5,6 +5,7 @@ import pytest
 from ktune.pipeline.answer import LIST_CAP, ground
 from ktune.pipeline.claim_spans import Fact, split_sentences
 from ktune.pipeline.claims import (
+    OTHER_FIELD,
     PREDICATE_AS_VALUE,
     QUESTION_ONLY_TERM,
     UNSUPPORTED_TERM,
@@ -41,6 +42,27 @@ def test_a_frame_of_another_attribute_is_a_new_claim_even_with_verbatim_values(m
     assert not check_sentence("盐酸二甲双胍片含有恶心、腹泻。", adverse, "", mini_kb).ok  # a 成份 frame
     assert check_sentence("盐酸二甲双胍片的副作用包括恶心、腹泻。", adverse, "", mini_kb).ok
     assert check_sentence("阿莫西林胶囊的适应症：中耳炎、咽炎。", AMOX, "", mini_kb).ok
+
+
+def test_a_value_stated_under_another_field_of_the_same_knowledge_is_dropped(mini_kb):
+    # one knowledge, two fields: every value must lie under the field its frame states, by attribute or by name
+    knowledge = {"阿莫西林胶囊": {"适应症": ["中耳炎"], "不良反应": ["恶心", "腹泻"]}}
+    for sentence in ("根据知识库，阿莫西林胶囊可用于恶心。",  # an 适应症 frame over a 不良反应 value
+                     "阿莫西林胶囊的副作用包括中耳炎。",  # a 不良反应 frame over an 适应症 value
+                     "阿莫西林胶囊的适应症：中耳炎、恶心。",  # a field named, one value of another field
+                     "阿莫西林胶囊的禁忌：恶心。"):  # a field the knowledge lacks, named
+        check = check_sentence(sentence, knowledge, "", mini_kb)
+        assert not check.ok, sentence
+    assert check_sentence("阿莫西林胶囊的适应症：中耳炎、恶心。", knowledge, "", mini_kb).reason == OTHER_FIELD
+    assert check_sentence("阿莫西林胶囊的适应症：中耳炎、恶心。", knowledge, "", mini_kb).terms == ("中耳炎", "恶心")
+    for sentence in ("根据知识库，阿莫西林胶囊可用于中耳炎。", "阿莫西林胶囊的副作用包括恶心、腹泻。",
+                     "阿莫西林胶囊的不良反应：恶心、腹泻。",
+                     "知识库中阿莫西林胶囊的适应症没有列出“恶心”。"):  # a premise verdict relates nothing
+        assert check_sentence(sentence, knowledge, "", mini_kb).ok, sentence
+    # the claim check's answer: the misattributed sentence goes, the listing states each field under its name
+    g = ground("阿莫西林胶囊可用于恶心、腹泻。", knowledge, "阿莫西林有什么用", mini_kb)
+    assert [d.reason for d in g.dropped] == [OTHER_FIELD]
+    assert "可用于恶心" not in g.text and "阿莫西林胶囊的不良反应：恶心、腹泻。" in g.text
 
 
 def test_a_predicate_name_listed_as_a_value_is_dropped(mini_kb):

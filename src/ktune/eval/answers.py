@@ -91,7 +91,7 @@ def score_answer(item: TestItem, pred: Prediction, kb) -> dict:
 def _grounding(body: str, used: dict, reference: dict, item: TestItem, kb, refused: bool) -> dict:
     if refused:
         return {"unsupported_claims": [], "stated_values": 0, "verbatim_values": 0, "predicates_as_values": [],
-                "failing_sentences": []}
+                "other_field_values": [], "failing_sentences": []}
     g = answer_grounding(body, reference, item.question, kb, item.entity)
     if used is not reference:  # unsupported = not in what the system used ({} for a system without a KB)
         g["unsupported_claims"] = answer_grounding(body, used, item.question, kb, item.entity)["unsupported_claims"]
@@ -131,6 +131,7 @@ def _claim_rates(answered: list[dict]) -> dict:
         "unsupported_claim_rate": proportion_of(bool(r["unsupported_claims"]) for r in answered),
         "unsupported_claims_per_answer": bootstrap_mean([len(r["unsupported_claims"]) for r in answered]),
         "predicate_as_value_rate": proportion_of(bool(r.get("predicates_as_values")) for r in answered),
+        "other_field_rate": proportion_of(bool(r.get("other_field_values")) for r in answered),
     }
 
 

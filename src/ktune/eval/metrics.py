@@ -126,9 +126,11 @@ def answer_grounding(answer: str, knowledge: dict, question: str, kb, subject: s
     """What an answer body states, read by the claim check (ktune.pipeline.claims): values stated and how many
     are verbatim values of `knowledge`, predicate names listed as values, unsupported KB names, and the
     sentences the check would drop. Works on any system's text (the instruction baseline's too). `subject`:
-    the entity the question is about; naming it (or an alias) relates nothing to it, so it is no claim."""
+    the entity the question is about; naming it (or an alias) relates nothing to it, so it is no claim.
+    `other_field_values`: values of the knowledge stated under a field that does not hold them (the value is
+    the KB's, the relation is not: "X可用于恶心" when 恶心 is one of X's 不良反应)."""
     from ktune.pipeline.claim_spans import aliases_of
-    from ktune.pipeline.claims import check_answer
+    from ktune.pipeline.claims import OTHER_FIELD, check_answer
 
     check = check_answer(answer, knowledge, question, kb)
     subjects = set(knowledge or {}) | ({subject} if subject else set())
@@ -138,6 +140,7 @@ def answer_grounding(answer: str, knowledge: dict, question: str, kb, subject: s
         "verbatim_values": sum(c.verbatim_values for c in check.all),
         "predicates_as_values": [p for c in check.all for p in c.predicates_as_values],
         "unsupported_claims": unsupported_claims(answer, knowledge, kb.linker.surfaces, names),
+        "other_field_values": [t for c in check.dropped if c.reason == OTHER_FIELD for t in c.terms],
         "failing_sentences": [{"text": c.sentence, "reason": c.reason, "terms": list(c.terms)} for c in check.dropped],
     }
 

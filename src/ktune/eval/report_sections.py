@@ -24,26 +24,27 @@ def answers_lines(a: dict) -> list[str]:
             "values of the knowledge (ktune.pipeline.claims reads the sentences). Unsupported-claim rate: answers "
             "relating a KB entity, drug or value to the entity that the knowledge used does not contain; a term "
             "only the question contains is not support (Wilson 95% CI; a hallucination proxy). Predicate as value: "
-            "answers listing a predicate name among the values. Dropped: answers where the claim check removed a "
+            "answers listing a predicate name among the values. Other field: answers stating a value of the knowledge under "
+            "a field that does not hold it (X可用于恶心 when 恶心 is a 不良反应). Dropped: answers where the claim check removed a "
             "sentence. `(no check)`: the model's raw body of the same run read the same way.", ""]
     for split in ("test_seen", "test_unseen", "test_no_knowledge", "real_dev", "real_test", "all_test"):
         rows = [(n, per[split]) for n, per in a.get("systems", {}).items() if split in per]
         if not rows:
             continue
         out += [f"### {split}", "", "| system | knowledge recall | recall, lists capped | value fidelity | unsupported-claim rate | "
-                "predicate as value | dropped | refusal correctness | refusal recall |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "predicate as value | other field | dropped | refusal correctness | refusal recall |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for name, s in rows:
             listed = fmt_mean(s["knowledge_recall_listed"]) if s.get("knowledge_recall_listed") else "–"
             out.append(f"| {name} | {fmt_mean(s['knowledge_recall'])} | {listed} | {fmt_prop(s['value_fidelity'])} | "
                        f"{fmt_prop(s['unsupported_claim_rate'])} | {fmt_prop(s['predicate_as_value_rate'])} | "
-                       f"{fmt_prop(s['dropped_claim_rate'])} | {fmt_prop(s['refusal_correctness'])} | "
+                       f"{_rate(s, 'other_field_rate')} | {fmt_prop(s['dropped_claim_rate'])} | {fmt_prop(s['refusal_correctness'])} | "
                        f"{fmt_prop(s['refusal_recall'])} |")
             raw = s.get("without_claim_check")
             if raw:
                 out.append(f"| {name} (no check) | {fmt_mean(raw['knowledge_recall'])} | – | "
                            f"{fmt_prop(raw['value_fidelity'])} | {fmt_prop(raw['unsupported_claim_rate'])} | "
-                           f"{fmt_prop(raw['predicate_as_value_rate'])} | – | – | – |")
+                           f"{fmt_prop(raw['predicate_as_value_rate'])} | {_rate(raw, 'other_field_rate')} | – | – | – |")
         out.append("")
     return out
 
@@ -116,3 +117,8 @@ def render(suite: str, data: dict, out_dir: Path) -> tuple[list[str], dict[str, 
     if suite == "premise":
         return premise_lines(data), {}
     return [], {}
+
+
+def _rate(stats: dict, key: str) -> str:
+    """A rate that metrics written before it was measured lack."""
+    return fmt_prop(stats[key]) if key in stats else "–"

@@ -44,7 +44,12 @@ class KnowledgeIndex:
     names: set[str] = field(default_factory=set)
     predicates: set[str] = field(default_factory=set)
     attributes: set[str] = field(default_factory=set)  # the schema attributes the knowledge's predicates map to
+    attribute_of: dict[str, str] = field(default_factory=dict)  # raw predicate -> its schema attribute
     norm_text: str = ""
+
+    def fields_of(self, fact: Fact) -> set[str]:
+        """The field names a sentence may state `fact` under: its raw predicate and that predicate's attribute."""
+        return {fact.predicate, self.attribute_of.get(fact.predicate, fact.predicate)}
 
 
 # --- the knowledge ------------------------------------------------------------------------------
@@ -68,7 +73,8 @@ def index_knowledge(knowledge: dict, kb) -> KnowledgeIndex:
         if kb is not None:
             idx.names.update(aliases_of(kb, entity))
     mapping = _predicate_attribute(kb.schema if kb is not None else None)
-    idx.attributes = {mapping[p] for p in idx.predicates if p in mapping}
+    idx.attribute_of = {p: mapping[p] for p in idx.predicates if p in mapping}
+    idx.attributes = set(idx.attribute_of.values())
     idx.predicates.update(idx.attributes)
     idx.norm_text = normalize(json.dumps(knowledge or {}, ensure_ascii=False))
     return idx

@@ -44,6 +44,7 @@ NEGATION = re.compile(r"没有列出|未列出|没有记载|未记载|不包括|
 PREDICATE_AS_VALUE = "predicate_as_value"  # a predicate / attribute name listed among the values
 QUESTION_ONLY_TERM = "question_only_term"  # a term that only the question contains
 UNSUPPORTED_TERM = "unsupported_term"  # a KB name that the knowledge used does not contain
+OTHER_FIELD = "other_field"  # values of the knowledge stated under a field that does not hold them
 UNVERIFIED_TEXT = "unverified_text"  # text that is neither a value nor trained connective text (a rewrite)
 
 
@@ -105,6 +106,10 @@ def _check(sentence: str, idx: KnowledgeIndex, question: str, kb) -> SentenceChe
         facts = _facts(framed, idx)
         verbatim = sum(1 for sp in framed if sp.kind == "value")
         return SentenceCheck(text, facts, stated_values=verbatim, verbatim_values=verbatim)
+    if not as_values and (_framed(text, spans, idx, bind=False) or _framed(text, relaxed, idx, bind=False)):
+        values = tuple(sp.text for sp in spans if sp.kind == "value")  # in a frame, under another field's name
+        return SentenceCheck(text, _facts(spans, idx), ok=False, reason=OTHER_FIELD, terms=values,
+                             stated_values=len(values), verbatim_values=len(values))
     gaps, pos = [], 0
     for sp in spans:
         gaps.append(text[pos:sp.start])
@@ -128,13 +133,17 @@ def _facts(spans: list[Span], idx: KnowledgeIndex) -> tuple[Fact, ...]:
     return tuple(facts)
 
 
-def _framed(text: str, spans: list[Span], idx: KnowledgeIndex) -> bool:
-    """Some trained frame reads the sentence, and a per-attribute frame only over that attribute's knowledge
-    ("X含有{vals}" states 成份: over 不良反应 values it would be a new claim)."""
+def _framed(text: str, spans: list[Span], idx: KnowledgeIndex, bind: bool = True) -> bool:
+    """Some trained frame reads the sentence, and every value it states is a value of the field the frame
+    states it under: a per-attribute frame's attribute ("X含有{vals}" states 成份: over 不良反应 values it would be
+    a new claim), a frame that names the field its name ("X的禁忌：恶心" when 恶心 is one of X's 不良反应 says the KB
+    lists a contraindication it does not). `bind=False`: the frame alone (to tell why a sentence failed)."""
     if _doubled(text, spans):
         return False
     skeleton = _skeleton(text, spans)
-    return any((attr is None or attr in idx.attributes) and _frame_match(p, skeleton, idx)
+    # a verdict that the KB does not list a term relates no value to the field it names
+    stated = [idx.values[sp.text] for sp in spans if sp.kind == "value"] if bind and not negated(text) else []
+    return any((attr is None or attr in idx.attributes) and _frame_match(p, skeleton, idx, stated, attr)
                for p, attr in frame_patterns())
 
 
@@ -180,11 +189,18 @@ def _glue(between: str) -> bool:
     return bool(between) and set(between) <= _GLUE_CHARS
 
 
-def _frame_match(pattern: re.Pattern, skeleton: str, idx: KnowledgeIndex) -> bool:
+def _frame_match(pattern: re.Pattern, skeleton: str, idx: KnowledgeIndex, stated: list[list[Fact]] = (),
+                 attribute: str | None = None) -> bool:
+    """`pattern` reads the skeleton, the field names it spells out are the knowledge's, and each stated value
+    (its facts) lies under the field the frame states: `attribute`, or a field the sentence names."""
     m = pattern.fullmatch(skeleton)
-    if not m or "pred" not in m.groupdict():
-        return bool(m)
-    return all(p in idx.predicates for p in m.group("pred").split("和"))  # a premise verdict names several
+    if not m:
+        return False
+    named = set(m.group("pred").split("和")) if "pred" in m.groupdict() else set()  # a premise verdict names several
+    if not named <= idx.predicates:
+        return False
+    fields = named | ({attribute} if attribute else set())
+    return not fields or all(any(idx.fields_of(f) & fields for f in facts) for facts in stated)
 
 
 def _in_list(text: str, spans: list[Span], k: int) -> bool:
