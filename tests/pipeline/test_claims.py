@@ -65,6 +65,18 @@ def test_a_value_stated_under_another_field_of_the_same_knowledge_is_dropped(min
     assert "可用于恶心" not in g.text and "阿莫西林胶囊的不良反应：恶心、腹泻。" in g.text
 
 
+def test_a_named_field_with_a_plain_copula_or_the_attribution_is_read_as_the_listing_reads_it(mini_kb):
+    knowledge = {"阿莫西林胶囊": {"适应症": ["中耳炎"], "不良反应": ["恶心", "腹泻"]}}
+    for sentence in ("阿莫西林胶囊的不良反应有：恶心、腹泻。", "阿莫西林胶囊的不良反应为恶心。",
+                     "根据知识库，阿莫西林胶囊的不良反应有恶心、腹泻。",  # 根据知识库， before a frame
+                     "根据知识库，阿莫西林胶囊的副作用包括恶心。", "阿莫西林胶囊的适应症是中耳炎。"):
+        check = check_sentence(sentence, knowledge, "", mini_kb)
+        assert check.ok and {f.predicate for f in check.facts} <= {"适应症", "不良反应"}, sentence
+    for sentence in ("阿莫西林胶囊的适应症有：恶心。",  # the copula does not lift the field binding
+                     "阿莫西林胶囊的特效药有中耳炎。"):  # a word that names no field of the KB
+        assert not check_sentence(sentence, knowledge, "", mini_kb).ok, sentence
+
+
 def test_a_predicate_name_listed_as_a_value_is_dropped(mini_kb):
     check = check_sentence("急性中耳炎常用的药物有：阿莫西林、头孢菌素、相关药物。", OTITIS, "", mini_kb)
     assert not check.ok and check.reason == PREDICATE_AS_VALUE and check.predicates_as_values == ("相关药物",)

@@ -24,6 +24,10 @@ OWN_FRAMES = (
     "知识库中{name}的{pred}包括{vals}，共{n}项（完整列表见相关知识）。",
     "知识库中{name}的{pred}没有列出“{term}”。",
 )
+# A field named and its values after a plain copula: states exactly the facts the listing states (the values must
+# be that field's, see claims._frame_match). The model writes these as often as the trained wording.
+COPULAS = ("：", "有", "有：", "为", "为：", "是", "包括", "包括：", "主要有", "主要包括")
+COPULA_FRAMES = tuple(f"{{name}}的{{pred}}{c}{{vals}}。" for c in COPULAS)
 
 
 # --- connective text ---------------------------------------------------------------------------
@@ -35,11 +39,11 @@ ATTRIBUTION = "根据知识库，"
 
 @lru_cache(maxsize=1)
 def _frames() -> tuple[tuple[str, str | None], ...]:
-    """Every sentence frame the answer step is trained on and ktune's own sentences, each with the attribute
-    it states (None: any). Per-attribute frames also hold without the sentence-initial 根据知识库， and, where
-    they name their attribute (X的适应症：…), with any predicate of the knowledge in its place."""
+    """Every sentence frame the answer step is trained on, ktune's own sentences and the copula frames, each with
+    the attribute it states (None: any). Frames also hold with or without the sentence-initial 根据知识库， and,
+    where they name their attribute (X的适应症：…), with any predicate of the knowledge in its place."""
     bank = json.loads(BANK_PATH.read_text(encoding="utf-8"))
-    frames: set[tuple[str, str | None]] = {(f, None) for f in OWN_FRAMES}
+    frames: set[tuple[str, str | None]] = {(f, None) for f in OWN_FRAMES + COPULA_FRAMES}
 
     def walk(node, attribute: str | None) -> None:
         if isinstance(node, str):
@@ -60,6 +64,8 @@ def _frames() -> tuple[tuple[str, str | None], ...]:
     for attribute, frame_list in bank.get("frames", {}).items():
         walk(frame_list, attribute)
     walk({k: v for k, v in bank.items() if k != "frames"}, None)
+    # 根据知识库， states no fact: a frame that states values holds with it as without it
+    frames |= {(ATTRIBUTION + f, a) for f, a in list(frames) if "{vals}" in f and not f.startswith(ATTRIBUTION)}
     return tuple(sorted(frames, key=lambda f: (f[0], f[1] or "")))
 
 
