@@ -50,8 +50,8 @@ PATH_SETS = {  # --paths: the two PipelineConfig overrides compared
 @contextmanager
 def without_dead_sentences():
     """Session 8's stop: a sentence ends the body once complete and dropped, or listing a value under a field the
-    knowledge lacks; not yet when no trained frame can begin it (ktune.pipeline.claims.Checker.dead)."""
-    from ktune.pipeline.claims import Checker
+    knowledge lacks; not yet when no trained frame can begin it (ktune.pipeline.checker.Checker.dead)."""
+    from ktune.pipeline.checker import Checker
 
     dead = Checker.dead
     Checker.dead = lambda self, text: False
@@ -65,7 +65,7 @@ def without_dead_sentences():
 def listed_values_only():
     """Session 9's dead-sentence stop: a sentence is read as a frame's beginning only up to a complete value that a
     list separator follows, not yet up to any span no continuation can reach (a loop on a name or field name)."""
-    from ktune.pipeline.claims import Checker
+    from ktune.pipeline.checker import Checker
 
     settled = Checker._settled_cut
     Checker._settled_cut = lambda self, text: 0

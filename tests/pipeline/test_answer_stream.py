@@ -5,7 +5,8 @@ ends."""
 import pytest
 
 from ktune.pipeline.answer import AnswerStream, ground
-from ktune.pipeline.claims import Checker, check_answer
+from ktune.pipeline.checker import Checker
+from ktune.pipeline.claims import check_answer
 
 OTITIS = {"急性中耳炎": {"药物治疗": ["阿莫西林", "头孢菌素", "镇痛药"], "相关药物": ["阿莫西林胶囊"]}}
 QUESTION = "急性中耳炎吃什么药？"

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from ktune.data.answers import clean_value
 from ktune.errors import UnknownAttributeError
+from ktune.pipeline.checker import CLAUSE_END, Checker
 from ktune.pipeline.claim_spans import SENTENCE_END, Fact, knowledge_facts
-from ktune.pipeline.claims import CLAUSE_END, Checker, SentenceCheck, check_answer, check_sentence, negated
+from ktune.pipeline.claims import SentenceCheck, check_answer, check_sentence, negated
 from ktune.pipeline.config import PipelineConfig
 from ktune.pipeline.decode import Decoder
 from ktune.pipeline.precision import int8_steps
@@ -117,7 +118,7 @@ def ground(body: str, knowledge: dict, question: str = "", kb=None, stop_at_fail
 
     Sentences that state anything the knowledge does not are dropped (recorded in `dropped`); a dropped
     sentence whose start is verified (its head: "X的不良反应：恶心、呕吐" of "X的不良反应：恶心、呕吐、头晕目眩",
-    see `claims.Checker`) keeps that head, closed with 。, so what a stream sent of it stays in the answer.
+    see `checker.Checker`) keeps that head, closed with 。, so what a stream sent of it stays in the answer.
     A plain listing follows them of every field of the knowledge that no remaining sentence states (all of it
     when none states a fact), so a field the model left out or a sentence the check dropped still reaches the
     user, verbatim and cited. With `stop_at_failure` (PipelineConfig.stop_at_failed_sentence) nothing the
@@ -192,7 +193,7 @@ class AnswerStream:
     the answer text the stage produces for any continuation of the body (`ground`, or `unchecked` without the
     claim check), and it never holds an unchecked claim: a complete sentence is settled as the check leaves
     it (kept, cut to its verified head, or dropped); with `clauses`, the unfinished sentence's verified head
-    (`claims.Checker.clause`) is settled too, clause by clause, so a listing streams value by value.
+    (`checker.Checker.clause`) is settled too, clause by clause, so a listing streams value by value.
 
     What can still change is held back: a sentence end that may lie inside a knowledge value that holds
     one (`claims.split_sentences` does not cut there), a body that may still become a provenance line, and
@@ -291,7 +292,7 @@ class AnswerStream:
             check = self.checker.sentence(sentence)
             head = None if check.ok else self.checker.head(check.sentence)
             final = check.sentence if check.ok else head.sentence if head is not None else ""
-            if not final.startswith(self._head):  # cannot happen: a head only grows (claims.Checker)
+            if not final.startswith(self._head):  # cannot happen: a head only grows (checker.Checker)
                 raise AssertionError(f"settled {self._head!r} is not a prefix of {final!r}")
             self.text += final[len(self._head):]
             if not check.ok and self.stop_at_failure:  # `ground` uses nothing after it: neither may the stream
