@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from ktune.pipeline.claim_frames import is_connective, prefix_patterns
-from ktune.pipeline.claim_spans import SENTENCE_END, find_spans, index_knowledge
+from ktune.pipeline.claim_spans import SENTENCE_END, _find_all, find_spans, index_knowledge
 from ktune.pipeline.claims import _GLUE_CHARS, _LIST_SEP, SentenceCheck, _check, _skeleton
 
 # --- clauses: the check on a prefix of a sentence ------------------------------------------------
@@ -29,7 +29,7 @@ class Checker:
 
     def __init__(self, knowledge: dict, question: str = "", kb=None):
         self.idx = index_knowledge(knowledge, kb)
-        self.question = question
+        self.question = question or ""
         self.kb = kb
         # the KB schema's field names, longest first, and those this knowledge does not have (wrong_field)
         own = self.idx.predicates | self.idx.attributes
@@ -40,6 +40,9 @@ class Checker:
         # the longest string a span can be (the second reading's question words included): text more than this far
         # before the end is read as any continuation reads it
         self._longest = max(map(len, [*self.idx.values, *self.idx.names, *self.idx.predicates, question or ""]))
+        self._strings = [s for s in {*self.idx.values, *self.idx.names, *self.idx.predicates} if len(s) > 1]
+        self._prefixes = {s[:n] for s in {*self.idx.values, *self.idx.names, *self.idx.predicates}
+                          for n in range(1, len(s) + 1)}  # what the end of a text may still grow from
 
 
     def sentence(self, sentence: str) -> SentenceCheck:
@@ -75,10 +78,11 @@ class Checker:
         """`text`, an unfinished sentence, can no longer become one the check keeps: no trained frame over this
         knowledge reads a settled beginning of it as a frame's beginning, under either reading of its spans. A
         beginning is settled when it ends with a complete value that a list separator follows ("盐酸二甲双胍的不良反应
-        包括不适、" when the entity is 盐酸二甲双胍片, "X可用于：恶心、" over 不良反应 values), or at any place outside its
-        spans further from the end of `text` than the longest span can reach (a model looping on a name or a field,
-        "X片中的X片中的X片中的…", "X中的药物分类：药物分类：…", lists no value). A frame that reads the whole sentence
-        reads each of its beginnings, so a stream may end the body there (as for wrong_field)."""
+        包括不适、" when the entity is 盐酸二甲双胍片, "X可用于：恶心、" over 不良反应 values), or at the last place no
+        continuation can read differently (`_settled_cut`: "根据知识库，X可用于治疗" over 不良反应 values is dead at 治疗,
+        which begins no value; a model looping on a name or a field, "X片中的X片中的…", "X中的药物分类：药物分类：…",
+        lists no value). A frame that reads the whole sentence reads each of its beginnings, so a stream may end the
+        body there (as for wrong_field)."""
         text = text.lstrip()
         listed = self._listed_cut(text)
         if listed and self._dead_before(text[:listed + 1], listed):
@@ -92,12 +96,30 @@ class Checker:
                      and any(text.endswith(v, 0, i) for v in self.idx.values)), 0)
 
     def _settled_cut(self, text: str) -> int:
-        """The last place in `text` that no span a continuation adds can reach (further from the end than the longest
-        span), outside every span of `text` and not right after list glue (a value run may still absorb it); 0: none."""
-        spans = find_spans(text, self.idx)
-        inside = {i for sp in spans for i in range(sp.start + 1, sp.end)}
-        return next((i for i in range(len(text) - self._longest, 0, -1)
-                     if i not in inside and text[i - 1] not in _GLUE_CHARS), 0)
+        """The last place in `text` before which no continuation can change how `text` reads (0: none): no occurrence
+        of a span's string crosses it (of either reading: values, names, field names, words of the question), it lies
+        at or before the first place from which the end of `text` may still grow into a span, and not right after
+        list glue (a value run may still absorb it). Spans left of it are then the spans any continuation has."""
+        crossed = self._crossed(text)
+        return next((i for i in range(self._growing(text), 0, -1)
+                     if i not in crossed and text[i - 1] not in _GLUE_CHARS), 0)
+
+    def _growing(self, text: str) -> int:
+        """The first place from which the end of `text` is the beginning of a span's string (len(text): none)."""
+        for k in range(max(0, len(text) - self._longest), len(text)):
+            tail = text[k:]
+            if tail in self._prefixes or tail in self.question:
+                return k
+        return len(text)
+
+    def _crossed(self, text: str) -> set[int]:
+        """Places inside an occurrence in `text` of a span's string (a question word: any two characters the
+        question holds)."""
+        out = {i for i in range(1, len(text)) if text[i - 1:i + 1] in self.question}
+        for string in self._strings:
+            for start in _find_all(text, string):
+                out.update(range(start + 1, start + len(string)))
+        return out
 
     def _dead_before(self, text: str, cut: int) -> bool:
         """No frame over this knowledge begins as `text[:cut]` does, read with the spans of `text` up to `cut`."""
