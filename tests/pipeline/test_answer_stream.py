@@ -4,7 +4,8 @@ ends."""
 
 import pytest
 
-from ktune.pipeline.answer import AnswerStream, ground
+from ktune.pipeline.answer import ground
+from ktune.pipeline.answer_stream import AnswerStream
 from ktune.pipeline.checker import Checker
 from ktune.pipeline.claims import check_answer
 
@@ -231,3 +232,20 @@ def test_a_check_without_a_question_still_stops_a_loop(mini_kb):
     loop = "急性中耳炎中的" * 12
     assert Checker(OTITIS, None, mini_kb).dead(loop)
     assert ground(loop, OTITIS, None, mini_kb).text == ground(loop, OTITIS, "", mini_kb).text
+
+
+def test_asking_a_failure_stop_about_drafts_records_nothing(mini_kb):
+    from ktune.pipeline.answer_stream import FailureStop
+
+    class Chars:  # one token per character
+        @staticmethod
+        def decode(ids, skip_special_tokens=True):
+            return "".join(map(chr, ids))
+
+    body = [ord(ch) for ch in "急性中耳炎常用的药物有：头孢类抗生素。"]
+    stop = FailureStop([AnswerStream(OTITIS, QUESTION, mini_kb, clauses=False)], Chars())
+    assert not stop(0, body[:5])
+    assert not stop.would_stop(0, body[:10]) and stop.would_stop(0, body)  # drafts: 头孢类 begins no value
+    assert stop.ends == [None] and not stop.streams[0].failed  # nothing recorded, the stream untouched
+    assert stop.would_stop(0, body[:16]) and not stop.would_stop(0, body[:12])  # a shorter draft, read afresh
+    assert stop(0, body) and stop.ends == [len("急性中耳炎常用的药物有：头孢类")]

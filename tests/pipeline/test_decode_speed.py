@@ -251,6 +251,32 @@ def test_a_row_stop_ends_only_that_row_and_leaves_a_prefix_of_its_tokens(tiny_lm
     assert all(n <= 24 for lengths in seen.values() for n in lengths)
 
 
+def test_a_stop_that_sees_its_end_among_the_drafts_is_verified_then_not_drafts_later(tiny_lm):
+    model, tok = tiny_lm
+    decoder = Decoder(model, tok, PromptFormat(), draft_ids=list(range(tok.vocab_size)))  # every draft is right
+    prompt = PromptFormat().encode_prompt(tok, PromptFormat().query_prompt(QUESTIONS[0]))
+    full = decoder.draft_and_verify([prompt], 24)[0]
+    assert len(full) > 8, "the tiny model must write more than 8 tokens for this test to mean anything"
+
+    class Stop:  # the row ends at its 3rd token; `probe` adds would_stop, asked about unverified drafts
+        def __init__(self, probe: bool):
+            self.asked: list[int] = []
+            if probe:
+                self.would_stop = lambda row, tokens: self.asked.append(len(tokens)) or len(tokens) >= 3
+
+        def __call__(self, row, tokens):
+            return len(tokens) >= 3
+
+    drafted = {}
+    for probe in (False, True):
+        stats, stop = DraftStats(), Stop(probe)
+        got = decoder.draft_and_verify([prompt], 24, stats=stats, stop=stop)[0]
+        assert got[:3] == full[:3] and full[:len(got)] == got  # the same tokens up to where the row ended
+        drafted[probe] = stats.drafted
+    assert drafted[True] == 3 < drafted[False]  # verified at the 3rd draft, not after VERIFY_EVERY of them
+    assert stop.asked and max(stop.asked) == 3
+
+
 def test_stage_3_stops_a_row_at_its_first_dropped_sentence_and_answers_as_from_the_whole_body(tiny_lm, mini_kb):
     """A decoder that writes fixed bodies character by character and honours the stage's stop (the tiny model
     writes no sentences): the stopped rows end where their first failing sentence can no longer be kept (a rewritten

@@ -33,7 +33,9 @@ VERIFY_EVERY = 16  # drafted tokens checked per whole-head product: fewer wasted
 # Replaced drafts per row after which a call decodes with the whole head at every step (as generate() does): a
 # model whose answers leave the draft vocabulary would otherwise pay a cut and re-feed for most chunks.
 MAX_REJECTED_PER_ROW = 4
-# An early stop per row: (row index in the call, the row's tokens so far) -> True when the row is done.
+# An early stop per row: (row index in the call, the row's tokens so far) -> True when the row is done. One with a
+# `would_stop(row, tokens)` of the same signature (no side effects) is also asked about unverified drafts, so a row
+# that drafts its own end is verified then, not VERIFY_EVERY drafts later (ktune.pipeline.answer_stream.FailureStop).
 RowStop = Callable[[int, list[int]], bool]
 
 
@@ -179,6 +181,7 @@ class Decoder(GreedyDecoder):
         (every row alike; rows that lose verified tokens feed them again); where the cache cannot be cut, the
         row leaves the round and restarts in the next one."""
         n = len(todo)
+        probe = getattr(stop, "would_stop", None)  # drafts that already end the row are verified at once
         seqs = [prompts[i] + accepted[i] for i in todo]
         head = SubsetHead(self._full_head(), sorted({*self.draft_ids, *(t for s in seqs for t in s)}))
         stats.rows.append(int(head.index.numel()))
@@ -212,7 +215,9 @@ class Decoder(GreedyDecoder):
                     else:
                         pending[r].append((tokens[r], hidden[r]))
                         stats.drafted += 1
-            if any(live[r] and self._verify_due(pending[r], len(accepted[i]), max_new_tokens)
+            if any(live[r] and (self._verify_due(pending[r], len(accepted[i]), max_new_tokens)
+                                or (probe is not None and bool(pending[r])
+                                    and probe(i, accepted[i] + [t for t, _ in pending[r]])))
                    for r, i in enumerate(todo)):
                 cut = self._verify(todo, pending, accepted, live, stats, streamer, feed)
                 if cut:

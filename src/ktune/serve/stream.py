@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ktune.pipeline.answer import AnswerStream
+from ktune.pipeline.answer_stream import AnswerStream
 
 
 class GenerationStopped(Exception):
