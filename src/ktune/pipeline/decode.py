@@ -215,9 +215,7 @@ class Decoder(GreedyDecoder):
                     else:
                         pending[r].append((tokens[r], hidden[r]))
                         stats.drafted += 1
-            if any(live[r] and (self._verify_due(pending[r], len(accepted[i]), max_new_tokens)
-                                or (probe is not None and bool(pending[r])
-                                    and probe(i, accepted[i] + [t for t, _ in pending[r]])))
+            if any(live[r] and self._verify_due(pending[r], accepted[i], max_new_tokens, probe, i)
                    for r, i in enumerate(todo)):
                 cut = self._verify(todo, pending, accepted, live, stats, streamer, feed)
                 if cut:
@@ -238,11 +236,12 @@ class Decoder(GreedyDecoder):
                       cache_key: cache}
             out = lm(input_ids=torch.tensor(step, device=mask.device)[:, None], logits_to_keep=1, **kwargs)
 
-    def _verify_due(self, pending: list, n_accepted: int, max_new_tokens: int) -> bool:
-        """A row's pending drafts are verified now: they reach max_new_tokens, end with an end token, or number
-        VERIFY_EVERY."""
-        return bool(pending) and (n_accepted + len(pending) >= max_new_tokens or pending[-1][0] in self.end_ids
-                                  or len(pending) >= VERIFY_EVERY)
+    def _verify_due(self, pending: list, accepted: list[int], max_new_tokens: int, probe=None, row: int = 0) -> bool:
+        """A row's pending drafts are verified now: they reach max_new_tokens, end with an end token, number
+        VERIFY_EVERY, or `probe` (a RowStop's would_stop) says they end the row."""
+        return bool(pending) and (len(accepted) + len(pending) >= max_new_tokens or pending[-1][0] in self.end_ids
+                                  or len(pending) >= VERIFY_EVERY
+                                  or (probe is not None and probe(row, accepted + [t for t, _ in pending])))
 
     @staticmethod
     def _rewind(cut: int, todo, base: list[int], accepted, live: list[bool], fed: list[list[int]],
