@@ -21,7 +21,7 @@ class AnswerStream:
     (`checker.Checker.clause`) is settled too, clause by clause, so a listing streams value by value.
 
     What can still change is held back: a sentence end that may lie inside a knowledge value that holds
-    one (`claims.split_sentences` does not cut there), a body that may still become a provenance line, and
+    one (`claim_spans.split_sentences` does not cut there), a body that may still become a provenance line, and
     anything once the body holds a newline (clean_body then works line by line; the stop token is a newline,
     so a body rarely has one). The rest comes with the final answer.
     """
